@@ -423,6 +423,15 @@ class Registry(Protocol):
         """The examples of a dataset with their source (generator, model, prompt template)."""
         ...
 
+    def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
+        """A checkpoint's record (``checkpoint``: the Checkpoint dict) with its ``run_id`` and
+        ``iteration``, or ``None``. Accepts a unique id prefix."""
+        ...
+
+    def eval_reports(self, checkpoint_id: str) -> list[dict[str, Any]]:
+        """The EvalReport dicts (results included) recorded for a checkpoint, one per tier."""
+        ...
+
     def sql(self, query: str) -> list[dict[str, Any]]:
         """Run read-only SQL over the registry's tables; any write is refused."""
         ...
