@@ -191,6 +191,8 @@ class PromptTemplate:
     ``prompt`` and ``completion`` use ``{slot}`` placeholders filled from the pack's slot values
     (or an LLM writes them from ``instruction`` when an LLM generator is used).
     ``category`` is the label the examples of this template carry.
+    ``strategies`` names the generation strategies that may use this template (e.g.
+    ``("varied",)`` for shapes kept out of the plain ``basic`` data); empty means every strategy.
     """
 
     id: str
@@ -199,6 +201,7 @@ class PromptTemplate:
     completion: str = ""
     instruction: str = ""
     weight: float = 1.0
+    strategies: tuple[str, ...] = ()
 
 
 @frozen
@@ -207,6 +210,8 @@ class TaskPack:
 
     ``suites`` maps a tier name (canary, full, adversarial) to a JSONL file path.
     ``data_files`` are real data files (JSONL, CSV, Parquet) mixed into training.
+    ``frames`` are surroundings (with ``{head}`` and ``{body}`` placeholders) that the template
+    generator's ``varied`` strategy wraps template expansions in.
     """
 
     root: str
@@ -221,6 +226,7 @@ class TaskPack:
     rubric: str = ""
     suites: Mapping[str, str] = Factory(_frozen_dict)
     data_files: tuple[str, ...] = ()
+    frames: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
