@@ -1,0 +1,407 @@
+"""The query side: :class:`DuckDBRegistry`, what ``forgemind_registry(home)`` returns.
+
+Each method opens the database for the duration of one query (ingesting pending journal lines
+first, so answers include every event recorded so far), and returns plain JSON-compatible
+lists and dicts. :meth:`DuckDBRegistry.sql` runs user SQL on a separate *read-only* connection
+with file access disabled, so a write is refused by DuckDB itself, not only by our parser.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from forgemind_hookspecs import UserError
+
+from .store import connect, default_timeout
+
+__all__ = ["DuckDBRegistry"]
+
+_TIER_ORDER = {"canary": 0, "full": 1, "adversarial": 2}
+
+
+def _fetch(con: Any, query: str, params: Sequence[Any] = (), json_cols: Iterable[str] = ()) -> list[dict[str, Any]]:
+    cursor = con.execute(query, list(params))
+    names = [d[0] for d in cursor.description]
+    decode = set(json_cols)
+    rows = []
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        for col in decode & row.keys():
+            if row[col] is not None:
+                row[col] = json.loads(row[col])
+        rows.append(row)
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    """User SQL may return dates, decimals, blobs, nested values: make them JSON-compatible."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID | _dt.timedelta):
+        return str(value)
+    return str(value)
+
+
+class DuckDBRegistry:
+    """Runs, lineage and history of one ForgeMind home, from its DuckDB registry.
+
+    :param home: the ForgeMind home folder.
+    :param timeout_s: how long to wait for another process holding the database before raising
+        :class:`~forgemind_hookspecs.errors.RegistryBusy` (default ``FORGEMIND_REGISTRY_TIMEOUT``
+        or 10 s).
+    """
+
+    def __init__(self, home: str | os.PathLike[str], *, timeout_s: float | None = None) -> None:
+        self.home = Path(home)
+        self.timeout_s = default_timeout() if timeout_s is None else timeout_s
+
+    def __repr__(self) -> str:
+        return f"DuckDBRegistry({str(self.home)!r})"
+
+    def _query(self, query: str, params: Sequence[Any] = (), json_cols: Iterable[str] = ()) -> list[dict[str, Any]]:
+        with connect(self.home, timeout_s=self.timeout_s) as con:
+            return _fetch(con, query, params, json_cols)
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One row per run, newest first."""
+        return self._query(
+            """SELECT r.id, r.goal_name, r.status, r.started, r.finished,
+                      (SELECT count(*) FROM iterations i WHERE i.run_id = r.id AND i.iteration > 0) AS iterations,
+                      r.outcome, r.cost_usd, r.parent_run, r.branch, r.stable_checkpoint
+               FROM runs r ORDER BY r.started DESC NULLS LAST, r.id"""
+        )
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """A run's row, its iterations (plan, planner decision, scores per tier, decision,
+        dataset, checkpoint, estimate) and its checkpoints. Accepts a unique id prefix."""
+        with connect(self.home, timeout_s=self.timeout_s) as con:
+            rid = _resolve(con, "runs", run_id, "run")
+            if rid is None:
+                return None
+            row = _fetch(con, "SELECT * FROM runs WHERE id = ?", [rid], ("reasons", "goal"))[0]
+            iterations = _fetch(
+                con,
+                "SELECT * FROM iterations WHERE run_id = ? ORDER BY iteration",
+                [rid],
+                ("plan", "planner_decision", "decision", "estimate"),
+            )
+            reports = _fetch(
+                con,
+                """SELECT r.iteration, r.checkpoint_id, r.tier, r.metrics FROM eval_reports r
+                   JOIN events e ON e.id = r.event_id WHERE r.run_id = ? ORDER BY e.seq""",
+                [rid],
+                ("metrics",),
+            )
+            checkpoints = _fetch(
+                con,
+                """SELECT id, iteration, stage, path, base_model, method, kind, dataset_id, parent
+                   FROM checkpoints WHERE run_id = ? ORDER BY iteration, id""",
+                [rid],
+            )
+        by_iteration = {it["iteration"]: it for it in iterations}
+        for it in iterations:
+            it.pop("run_id", None)
+            it["scores"] = {}
+        for report in reports:
+            it = by_iteration.get(report["iteration"])
+            if it is not None:
+                it["scores"][report["tier"]] = {"checkpoint_id": report["checkpoint_id"], **(report["metrics"] or {})}
+        return {"run": row, "iterations": iterations, "checkpoints": checkpoints}
+
+    def events(self, run_id: str, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The run's events in ``seq`` order. Bulk payloads are summarised (``examples`` and
+        ``verdicts`` give counts, ``eval.report`` its metrics): their rows live in their tables."""
+        query = "SELECT id, seq, kind, iteration, stage, time, payload FROM events WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if kinds:
+            query += " AND list_contains(?, kind)"
+            params.append(list(kinds))
+        return self._query(query + " ORDER BY seq, id", params, ("payload",))
+
+    def rejections(self, run_id: str) -> list[dict[str, Any]]:
+        """Every dropped example of the run: filter, rule, score, reason, prompt and source."""
+        rows = self._query(
+            """SELECT v.example_id, v.iteration, v.filter, v.rule, v.score, v.reason,
+                      x.prompt, x.completion, x.category, x.generator, x.model, x.prompt_template, x.seed
+               FROM verdicts v
+               LEFT JOIN (SELECT DISTINCT ON (id) * FROM examples WHERE run_id = ? ORDER BY id, iteration) x
+                 ON x.id = v.example_id
+               WHERE v.run_id = ? AND NOT v.keep
+               ORDER BY v.iteration, v.filter, v.example_id""",
+            [run_id, run_id],
+        )
+        for row in rows:
+            row["source"] = {k: row.pop(k) for k in ("generator", "model", "prompt_template", "seed")}
+        return rows
+
+    def metrics(self, run_id: str, name: str | None = None) -> list[dict[str, Any]]:
+        """The run's metrics as rows: iteration, stage, name, step, value, time."""
+        query = "SELECT iteration, stage, name, step, value, time FROM metrics WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if name is not None:
+            query += " AND name = ?"
+            params.append(name)
+        return self._query(query + " ORDER BY iteration, seq", params)
+
+    def channel(self, channel: str = "stable") -> list[dict[str, Any]]:
+        """The versions on a channel, newest first."""
+        return self._query(
+            """SELECT channel, version, checkpoint_id, run_id, iteration, time FROM promotions
+               WHERE channel = ? ORDER BY version DESC""",
+            [channel],
+        )
+
+    # --- data and checkpoints -----------------------------------------------------------------
+
+    def examples(self, dataset_id: str) -> list[dict[str, Any]]:
+        """The members of a dataset with their source (generator, model, prompt template, seed)
+        and, where the ``examples`` event was recorded, their text."""
+        rows = self._query(
+            """WITH members AS (SELECT * FROM dataset_examples WHERE dataset_id = ?)
+               SELECT m.example_id AS id, x.prompt, x.completion, x.messages, m.category,
+                      m.generator, m.model, m.prompt_template, m.seed
+               FROM members m
+               LEFT JOIN (SELECT DISTINCT ON (id) id, prompt, completion, messages FROM examples
+                          WHERE id IN (SELECT example_id FROM members) ORDER BY id, iteration) x
+                 ON x.id = m.example_id
+               ORDER BY m.example_id""",
+            [dataset_id],
+            ("messages",),
+        )
+        for row in rows:
+            row["source"] = {k: row.pop(k) for k in ("generator", "model", "prompt_template", "seed")}
+        return rows
+
+    def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
+        """A checkpoint's record with its run and iteration; accepts a unique id prefix.
+
+        :raises UserError: the prefix matches several checkpoints.
+        """
+        with connect(self.home, timeout_s=self.timeout_s) as con:
+            cid = _resolve(con, "checkpoints", checkpoint_id, "checkpoint")
+            if cid is None:
+                return None
+            row = _fetch(con, "SELECT record, run_id, iteration, stage FROM checkpoints WHERE id = ?", [cid], ("record",))[0]
+        return {"checkpoint": row["record"], "run_id": row["run_id"], "iteration": row["iteration"], "stage": row["stage"]}
+
+    def eval_reports(self, checkpoint_id: str) -> list[dict[str, Any]]:
+        """The latest EvalReport dict per tier for a checkpoint (canary, full, adversarial)."""
+        with connect(self.home, timeout_s=self.timeout_s) as con:
+            cid = _resolve(con, "checkpoints", checkpoint_id, "checkpoint") or checkpoint_id
+            rows = _fetch(
+                con,
+                """SELECT r.tier, r.report FROM eval_reports r JOIN events e ON e.id = r.event_id
+                   WHERE r.checkpoint_id = ? ORDER BY e.time, e.seq""",
+                [cid],
+                ("report",),
+            )
+        latest = {row["tier"]: row["report"] for row in rows}
+        return [latest[t] for t in sorted(latest, key=lambda t: (_TIER_ORDER.get(t, 9), t))]
+
+    # --- lineage ------------------------------------------------------------------------------
+
+    def lineage(self, node_id: str) -> dict[str, Any]:
+        """Ancestors and descendants of a checkpoint, dataset, example, run or promotion
+        (``stable:v3``).
+
+        Ancestors follow edges backwards (checkpoint <- dataset <- run, checkpoint <- base
+        checkpoint, ...); every dataset among the node and its ancestors comes with a summary
+        of its examples' sources (generator, model, prompt template, count). Descendants follow
+        edges forwards (dataset -> checkpoints -> promotions, run -> forks, ...).
+
+        :raises UserError: no node has that id (or it is an ambiguous prefix).
+        """
+        with connect(self.home, timeout_s=self.timeout_s) as con:
+            node_id, kind = _node(con, node_id)
+            result: dict[str, Any] = {"id": node_id, "kind": kind}
+            if kind == "example":
+                origins = _fetch(
+                    con,
+                    """SELECT DISTINCT run_id, iteration, generator, model, prompt_template, seed
+                       FROM examples WHERE id = ? ORDER BY run_id, iteration""",
+                    [node_id],
+                )
+                result["origins"] = origins
+                ancestors = [
+                    {"id": o["run_id"], "kind": "run", "relation": "generated", "child": node_id, "depth": 1}
+                    for o in origins
+                ]
+                seeds = [
+                    r["dataset_id"]
+                    for r in _fetch(
+                        con, "SELECT DISTINCT dataset_id FROM dataset_examples WHERE example_id = ?", [node_id]
+                    )
+                ]
+                descendants = [
+                    {"id": d, "kind": "dataset", "relation": "member_of", "parent": node_id, "depth": 1} for d in seeds
+                ]
+                for d in seeds:
+                    descendants += [{**x, "depth": x["depth"] + 1} for x in _walk(con, d, forward=True)]
+            else:
+                ancestors = _walk(con, node_id, forward=False)
+                descendants = _walk(con, node_id, forward=True)
+            result["ancestors"] = ancestors
+            result["descendants"] = descendants
+            datasets = [node_id] if kind == "dataset" else []
+            datasets += [a["id"] for a in ancestors if a["kind"] == "dataset"]
+            result["datasets"] = _datasets(con, datasets)
+            checkpoints = [node_id] if kind == "checkpoint" else []
+            checkpoints += [a["id"] for a in ancestors if a["kind"] == "checkpoint"]
+            result["checkpoints"] = _checkpoints(con, checkpoints)
+            promoted = [node_id] if kind == "checkpoint" else []
+            promoted += [d["id"] for d in descendants if d["kind"] == "checkpoint"]
+            result["promotions"] = (
+                _fetch(
+                    con,
+                    """SELECT channel, version, checkpoint_id, run_id, time FROM promotions
+                       WHERE list_contains(?, checkpoint_id) ORDER BY channel, version""",
+                    [promoted],
+                )
+                if promoted
+                else []
+            )
+            result["runs"] = sorted(
+                {a["id"] for a in ancestors if a["kind"] == "run"} | ({node_id} if kind == "run" else set())
+            )
+        return result
+
+    # --- SQL ----------------------------------------------------------------------------------
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        """Run one read-only query (SELECT, WITH ... SELECT, VALUES, ...) over the tables.
+
+        :raises UserError: the text is not exactly one SELECT statement, does not parse, or
+            fails (a missing table, a type error); DuckDB's message is kept.
+        """
+        import duckdb
+
+        try:
+            statements = duckdb.extract_statements(query)
+        except duckdb.Error as error:
+            raise UserError(f"the query does not parse: {_first_line(error)}", field="sql") from None
+        if len(statements) != 1:
+            raise UserError(
+                f"give exactly one SELECT statement; the query holds {len(statements)} statements", field="sql"
+            )
+        statement_type = statements[0].type
+        if statement_type != duckdb.StatementType.SELECT:
+            raise UserError(
+                f"the registry is read-only: only SELECT queries run here, not {statement_type.name}", field="sql"
+            )
+        with connect(self.home, timeout_s=self.timeout_s):
+            pass  # ingest pending journal lines before the read-only connection opens
+        with connect(self.home, timeout_s=self.timeout_s, read_only=True) as con:
+            try:
+                cursor = con.execute(query)
+                names = [d[0] for d in cursor.description]
+                values = cursor.fetchall()
+            except duckdb.Error as error:
+                raise UserError(f"the query failed: {_first_line(error)}", field="sql") from None
+        return [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in values]
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _resolve(con: Any, table: str, ident: str, what: str) -> str | None:
+    """An exact id, or the one id starting with ``ident``; ``None`` if none matches."""
+    if con.execute(f"SELECT 1 FROM {table} WHERE id = ?", [ident]).fetchone():
+        return ident
+    if not ident:
+        return None
+    matches = [r[0] for r in con.execute(f"SELECT id FROM {table} WHERE starts_with(id, ?) LIMIT 6", [ident]).fetchall()]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5])
+        raise UserError(f"the {what} id prefix {ident!r} is ambiguous: it matches {shown}; give more characters")
+    return matches[0] if matches else None
+
+
+def _node(con: Any, ident: str) -> tuple[str, str]:
+    for table, kind in (("checkpoints", "checkpoint"), ("datasets", "dataset"), ("runs", "run")):
+        found = _resolve(con, table, ident, kind)
+        if found is not None:
+            return found, kind
+    if con.execute("SELECT 1 FROM examples WHERE id = ? LIMIT 1", [ident]).fetchone() or con.execute(
+        "SELECT 1 FROM dataset_examples WHERE example_id = ? LIMIT 1", [ident]
+    ).fetchone():
+        return ident, "example"
+    if con.execute("SELECT 1 FROM lineage_edges WHERE dst = ? AND dst_kind = 'promotion'", [ident]).fetchone():
+        return ident, "promotion"
+    raise UserError(f"no checkpoint, dataset, example, run or promotion has the id {ident!r}")
+
+
+def _walk(con: Any, start: str, *, forward: bool) -> list[dict[str, Any]]:
+    """Every node reachable from ``start`` along lineage edges (depth-limited against cycles)."""
+    if forward:
+        near, far, far_kind, link = "src", "dst", "dst_kind", "parent"
+    else:
+        near, far, far_kind, link = "dst", "src", "src_kind", "child"
+    rows = _fetch(
+        con,
+        f"""WITH RECURSIVE walk(id, kind, relation, {link}, depth) AS (
+                SELECT {far}, {far_kind}, relation, {near}, 1 FROM lineage_edges WHERE {near} = ?
+                UNION
+                SELECT e.{far}, e.{far_kind}, e.relation, e.{near}, w.depth + 1
+                FROM lineage_edges e JOIN walk w ON e.{near} = w.id WHERE w.depth < 64
+            )
+            SELECT id, kind, relation, {link}, min(depth) AS depth FROM walk
+            GROUP BY ALL ORDER BY depth, kind, id""",
+        [start],
+    )
+    return rows
+
+
+def _datasets(con: Any, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    rows = _fetch(
+        con,
+        """SELECT id, run_id, iteration, path, n_examples, parents, stats, members_loaded
+           FROM datasets WHERE list_contains(?, id) ORDER BY id""",
+        [ids],
+        ("parents", "stats"),
+    )
+    sources = _fetch(
+        con,
+        """SELECT dataset_id, generator, model, prompt_template, count(*) AS examples
+           FROM dataset_examples WHERE dataset_id IN (SELECT unnest(?::VARCHAR[]))
+           GROUP BY ALL ORDER BY dataset_id, examples DESC, generator, model, prompt_template""",
+        [ids],
+    )
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for s in sources:
+        by_id.setdefault(s.pop("dataset_id"), []).append(s)
+    for row in rows:
+        row["sources"] = by_id.get(row["id"], [])
+    return rows
+
+
+def _checkpoints(con: Any, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    return _fetch(
+        con,
+        """SELECT id, run_id, iteration, stage, path, base_model, method, kind, dataset_id, parent
+           FROM checkpoints WHERE list_contains(?, id) ORDER BY iteration, id""",
+        [ids],
+    )
