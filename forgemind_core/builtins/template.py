@@ -1,0 +1,255 @@
+"""The ``template`` generator: training data from a task pack's templates, offline.
+
+This is the stand-in for an LLM teacher when no API is configured. It expands the pack's prompt
+templates with its slot values (a small grammar: slot values may contain slots), seeded, and
+spreads ``plan.count`` examples over the categories as ``plan.category_weights`` says, so the
+Brain can target failing categories by raising their weights.
+
+The generation *strategy* is what the Brain changes when the model learns the training shapes
+but fails on the unseen shapes of the full suite:
+
+``basic``
+    Only templates usable by ``basic`` (``strategies`` empty or naming it), expanded as they
+    are, with no surroundings: the plain shapes of each category.
+``varied``
+    Every template usable by ``varied`` (import styles, aliases, safe look-alikes as negatives,
+    paraphrases...) and, for ``frame_share`` of the examples, the expansion wrapped in one of the
+    pack's ``frames`` (a function, a class, a script with statements and comments around it; an
+    e-mail with greetings and unrelated sentences). Identifiers come from slot values, so they
+    are renamed from example to example.
+``mixed``
+    Each example is ``basic`` or ``varied`` with equal chance.
+
+Every example carries ``Source(generator="template", prompt_template=<template id>,
+seed=<stage seed>)``, ``category`` = its label and ``completion`` = ``" " + label`` (a leading
+space, so the label is a separate token after the prompt's last word), unless the template
+writes its own completion. ``meta`` keeps the raw ``input``, the ``strategy`` and the ``frame``
+index. Output is deterministic for a seed and plan, and never repeats an input (nor one kept in
+an earlier iteration of the run).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+from attrs import frozen
+
+from forgemind_hookspecs import hookimpl
+from forgemind_hookspecs.backends import StageContext
+from forgemind_hookspecs.errors import ConfigError
+from forgemind_hookspecs.records import Example, GenerationPlan, PromptTemplate, Source, TaskPack, content_hash
+
+__all__ = ["STRATEGIES", "TemplateGenerator", "allocate", "forgemind_register_generators"]
+
+#: Strategy name -> what it does (shown by docs and error messages).
+STRATEGIES: Mapping[str, str] = {
+    "basic": "the plain template shapes, no surroundings",
+    "varied": "all varied shapes (aliases, look-alike negatives) wrapped in the pack's frames",
+    "mixed": "each example basic or varied with equal chance",
+}
+
+
+def allocate(count: int, categories: Sequence[str], weights: Mapping[str, float]) -> dict[str, int]:
+    """Split ``count`` over ``categories`` in proportion to ``weights`` (largest remainder).
+
+    A category missing from ``weights`` has weight 1.0 (so a planner can raise the weight of a
+    failing category without listing the others); weight 0 leaves a category out.
+    """
+    raw = {c: max(0.0, float(weights.get(c, 1.0))) for c in categories}
+    total = sum(raw.values())
+    if count <= 0 or total <= 0:
+        return {c: 0 for c in categories}
+    quotas = {c: count * w / total for c, w in raw.items()}
+    counts = {c: int(q) for c, q in quotas.items()}
+    left = count - sum(counts.values())
+    order = sorted(categories, key=lambda c: (-(quotas[c] - counts[c]), categories.index(c)))
+    for c in order[:left]:
+        counts[c] += 1
+    return counts
+
+
+class TemplateGenerator:
+    """Expands a task pack's templates and slot values, offline (strategies: basic, varied, mixed)."""
+
+    name: ClassVar[str] = "template"
+
+    @frozen
+    class Options:
+        """Options of the ``template`` generator.
+
+        :ivar strategy: used when the plan says ``"default"``: ``basic`` (plain template shapes),
+            ``varied`` (varied shapes inside realistic frames, look-alike negatives) or ``mixed``.
+        :ivar frame_share: the share of ``varied`` examples wrapped in one of the pack's frames.
+        :ivar max_attempts: draws per example before giving up on finding a new distinct input.
+        """
+
+        strategy: str = "basic"
+        frame_share: float = 0.85
+        max_attempts: int = 60
+
+    def __init__(self, options: TemplateGenerator.Options | None = None) -> None:
+        self.options = options or TemplateGenerator.Options()
+        if self.options.strategy not in STRATEGIES:
+            raise ConfigError(_unknown_strategy(self.options.strategy), field="generate.strategy")
+        if not 0.0 <= self.options.frame_share <= 1.0:
+            raise ConfigError("must be between 0 and 1", field="generate.frame_share")
+
+    def generate(self, plan: GenerationPlan, ctx: StageContext) -> Iterator[Example]:
+        """Yield up to ``plan.count`` distinct examples, spread over ``plan.category_weights``."""
+        pack = ctx.pack
+        if pack is None:
+            raise ConfigError("the template generator needs a task pack: set `pack:` in the goal", field="pack")
+        strategy = self.options.strategy if plan.strategy in ("", "default") else plan.strategy
+        if strategy not in STRATEGIES:
+            raise ConfigError(_unknown_strategy(strategy), field="plan.strategy")
+        pools = {s: _eligible(pack, s) for s in ("basic", "varied")}
+        wanted = ("basic", "varied") if strategy == "mixed" else (strategy,)
+        categories = [c for c in pack.labels if any(pools[s].get(c) for s in wanted)]
+        if not categories:
+            raise ConfigError(f"task pack {pack.name!r} has no templates for strategy {strategy!r}", field="templates")
+        unknown = sorted(set(plan.category_weights) - set(categories))
+        if unknown:
+            _warn(ctx, "category weights name categories without templates", categories=unknown)
+        counts = allocate(plan.count, categories, plan.category_weights)
+        rng = random.Random(
+            int(
+                content_hash(
+                    [ctx.seed, pack.name, strategy, plan.count, sorted(plan.category_weights.items())]
+                ),
+                16,
+            )
+        )
+        order = [c for c in categories for _ in range(counts[c])]
+        rng.shuffle(order)
+        seen = {str(e.meta.get("input", e.prompt)) for e in ctx.history.kept_examples()}
+        short: dict[str, int] = {}
+        for category in order:
+            example = self._one(pack, pools, strategy, category, rng, seen, ctx.seed)
+            if example is None:
+                short[category] = short.get(category, 0) + 1
+                continue
+            yield example
+        if short:
+            _warn(ctx, "templates ran out of distinct inputs", missing=short, strategy=strategy)
+
+    def _one(
+        self,
+        pack: TaskPack,
+        pools: Mapping[str, Mapping[str, list[PromptTemplate]]],
+        strategy: str,
+        category: str,
+        rng: random.Random,
+        seen: set[str],
+        seed: int,
+    ) -> Example | None:
+        for _ in range(self.options.max_attempts):
+            mode = strategy
+            if strategy == "mixed":
+                mode = rng.choice(("basic", "varied"))
+            templates = pools[mode].get(category) or pools["varied" if mode == "basic" else "basic"][category]
+            template = rng.choices(templates, weights=[t.weight for t in templates])[0]
+            bound: dict[str, str] = {}
+            text = _expand(template.prompt, pack.slots, rng, bound)
+            frame_index: int | None = None
+            if mode == "varied" and pack.frames and rng.random() < self.options.frame_share:
+                frame_index = rng.randrange(len(pack.frames))
+                text = wrap(pack.frames[frame_index], text, pack.slots, rng, bound)
+            else:
+                text = _join_head(text)
+            if text in seen:
+                continue
+            seen.add(text)
+            from forgemind_core.packs import format_prompt
+
+            completion = _expand(template.completion, pack.slots, rng, bound) if template.completion else ""
+            return Example(
+                prompt=format_prompt(pack, text),
+                completion=completion or f" {category}",
+                category=category,
+                source=Source(generator="template", prompt_template=template.id, seed=seed),
+                meta={"input": text, "strategy": mode, "frame": frame_index},
+            )
+        return None
+
+
+def _warn(ctx: StageContext, message: str, **fields: Any) -> None:
+    """Log a warning through a structlog logger, or a stdlib one (which takes no keywords)."""
+    try:
+        ctx.log.warning(message, **fields)
+    except TypeError:
+        ctx.log.warning("%s %s", message, fields)
+
+
+def _unknown_strategy(name: str) -> str:
+    known = "; ".join(f"{k} ({v})" for k, v in STRATEGIES.items())
+    return f"unknown generation strategy {name!r}; expected one of: {known}"
+
+
+def _eligible(pack: TaskPack, strategy: str) -> dict[str, list[PromptTemplate]]:
+    pools: dict[str, list[PromptTemplate]] = {}
+    for template in pack.templates:
+        if template.weight > 0 and (not template.strategies or strategy in template.strategies):
+            pools.setdefault(template.category, []).append(template)
+    return pools
+
+
+def _expand(text: str, slots: Mapping[str, Sequence[str]], rng: random.Random, bound: dict[str, str]) -> str:
+    from forgemind_core.packs import expand
+
+    return expand(text, slots, rng.choice, bound)
+
+
+def _join_head(text: str) -> str:
+    from forgemind_core.packs import split_head
+
+    head, body = split_head(text)
+    return _tidy(f"{head}\n{body}" if head else body)
+
+
+def wrap(frame: str, text: str, slots: Mapping[str, Sequence[str]], rng: random.Random, bound: dict[str, str]) -> str:
+    """Put an expanded template inside ``frame``: its head where ``{head}`` is, its body where
+    ``{body}`` is, continuation lines indented like the ``{body}`` line (so Python stays valid).
+
+    The frame is expanded with the same slot choices as the template (``bound``), so a name the
+    template used (a variable, an alias) means the same thing in its surroundings.
+    """
+    from forgemind_core.packs import split_head
+
+    head, body = split_head(text)
+    filled = _expand(frame, slots, rng, bound)
+    lines: list[str] = []
+    for line in filled.split("\n"):
+        if "{head}" in line:
+            if head:
+                lines.append(line.replace("{head}", head))
+            continue
+        if "{body}" in line:
+            prefix = line[: line.index("{body}")]
+            indent = prefix if not prefix.strip() else ""
+            body_lines = body.split("\n")
+            joined = "\n".join([body_lines[0]] + [indent + b if b.strip() else b for b in body_lines[1:]])
+            lines.append(line.replace("{body}", joined))
+            continue
+        lines.append(line)
+    return _tidy("\n".join(lines))
+
+
+def _tidy(text: str) -> str:
+    """Strip trailing spaces, drop blank lines at the ends and collapse runs of blank lines."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        line = line.rstrip()
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
+
+
+@hookimpl
+def forgemind_register_generators(register: Any) -> None:
+    """Offer the offline ``template`` generator."""
+    register(TemplateGenerator)

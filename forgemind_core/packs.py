@@ -1,0 +1,513 @@
+"""Task packs: the folder format that says what a task is, read into :class:`TaskPack`.
+
+A task pack is everything ForgeMind needs to know about a task that is not a setting of the
+loop: the labels and what they mean, the prompt format shared by training and evaluation, the
+prompt templates and slot values the offline ``template`` generator expands (and whose
+``instruction`` an LLM generator follows instead), and the hand-written evaluation suites. The
+format is documented in ``docs/task-packs.md``; this module reads it and reports every mistake
+as one sentence naming the file, the line and the field.
+
+ruamel.yaml is imported inside the functions that need it so that importing this module (which
+``forge --help`` does) stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from forgemind_hookspecs.errors import ConfigError, DataError
+from forgemind_hookspecs.records import TIERS, EvalCase, PromptTemplate, TaskPack
+
+__all__ = [
+    "PACK_FILE",
+    "SLOT_PATTERN",
+    "expand",
+    "format_prompt",
+    "load_pack",
+    "load_suite",
+    "load_suites",
+    "slot_names",
+    "split_head",
+]
+
+#: The file that makes a folder a task pack.
+PACK_FILE = "pack.yaml"
+
+#: ``{name}`` placeholders. Only names that are slots (or ``input``/``head``/``body`` where
+#: documented) are replaced; any other ``{word}`` is left alone so Python f-strings and dict
+#: literals inside templates survive.
+SLOT_PATTERN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+#: A line holding only this separates a template's head (e.g. imports) from its body.
+HEAD_SEPARATOR = "---"
+
+_PACK_KEYS = frozenset(
+    {
+        "name",
+        "task",
+        "labels",
+        "system_prompt",
+        "prompt_format",
+        "rubric",
+        "templates",
+        "slots",
+        "frames",
+        "suites",
+        "data",
+    }
+)
+_TEMPLATE_KEYS = frozenset({"id", "category", "prompt", "completion", "instruction", "weight", "strategies"})
+_CASE_KEYS = frozenset({"input", "expected", "category", "checker", "meta"})
+_DATA_SUFFIXES = (".jsonl", ".csv", ".parquet")
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt formatting and slot expansion (used by the template generator and the evaluator).
+# --------------------------------------------------------------------------------------------
+
+
+def format_prompt(pack: TaskPack, input: str) -> str:
+    """Turn a task input (a snippet, a ticket) into the exact prompt the model sees.
+
+    Training examples and evaluation cases both go through this function, so what the model is
+    trained on and what it is scored on share one format. Only the literal ``{input}`` in
+    ``pack.prompt_format`` is replaced (``str.format`` would choke on braces in code).
+    """
+    return pack.prompt_format.replace("{input}", input)
+
+
+def slot_names(text: str) -> list[str]:
+    """The ``{name}`` placeholders in ``text``, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for match in SLOT_PATTERN.finditer(text):
+        seen.setdefault(match.group(1), None)
+    return list(seen)
+
+
+def expand(
+    text: str,
+    slots: Mapping[str, Sequence[str]],
+    choose: Any,
+    bound: dict[str, str] | None = None,
+    *,
+    depth: int = 6,
+) -> str:
+    """Fill ``{slot}`` placeholders in ``text`` with slot values, recursively.
+
+    A slot value may itself contain placeholders (a small grammar). Every occurrence of one slot
+    name within one expansion gets the *same* value (``bound`` remembers the choices), so a name
+    introduced in one line can be used again further down.
+
+    :param choose: ``choose(values) -> value``, e.g. ``random.Random(seed).choice``.
+    :param bound: choices already made; updated in place.
+    :param depth: how deep slot values may nest before expansion stops.
+    """
+    if bound is None:
+        bound = {}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in slots:
+            return match.group(0)
+        if name not in bound:
+            value = choose(list(slots[name]))
+            bound[name] = expand(value, slots, choose, bound, depth=depth - 1) if depth > 0 else value
+        return bound[name]
+
+    return SLOT_PATTERN.sub(replace, text)
+
+
+def split_head(text: str) -> tuple[str, str]:
+    """Split an expanded template into ``(head, body)`` at a line holding only ``---``.
+
+    The head (imports, a ticket's subject) goes where a frame says ``{head}``; the body where it
+    says ``{body}``. Without a separator the head is empty.
+    """
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if line.strip() == HEAD_SEPARATOR:
+            return "\n".join(lines[:index]).strip("\n"), "\n".join(lines[index + 1 :]).strip("\n")
+    return "", text.strip("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# YAML helpers: values with their line numbers.
+# --------------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
+    if not path.is_file():
+        raise ConfigError("file not found", file=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"not UTF-8 text ({error.reason})", file=str(path)) from None
+    try:
+        return YAML(typ="rt").load(text)
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"invalid YAML: {error.problem or error.context}", file=str(path), line=line) from None
+
+
+def _line_of(node: Any, key: Any = None) -> int | None:
+    """1-based line of ``node`` (or of ``node[key]``), when ruamel kept it."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if key is None:
+            return int(lc.line) + 1
+        if isinstance(key, int):
+            return int(lc.item(key)[0]) + 1
+        return int(lc.key(key)[0]) + 1
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return int(lc.line) + 1
+
+
+class _Where:
+    """A file plus the node being read, to raise errors that point at a line."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = str(file)
+
+    def error(self, message: str, node: Any = None, key: Any = None, field: str | None = None) -> ConfigError:
+        return ConfigError(message, file=self.file, line=_line_of(node, key), field=field)
+
+    def text(self, node: Mapping[str, Any], key: str, field: str, *, default: str | None = None) -> str:
+        if key not in node or node[key] is None:
+            if default is None:
+                raise self.error("is required", node, None, field)
+            return default
+        value = node[key]
+        if not isinstance(value, str):
+            raise self.error(f"must be text, not {type(value).__name__}", node, key, field)
+        return str(value)
+
+
+def _source(where: _Where, root: Path, node: Any, key: str) -> tuple[Any, _Where]:
+    """A pack.yaml section given inline, or as a path to a YAML file relative to the pack."""
+    value = node[key]
+    if isinstance(value, str):
+        path = root / value
+        if not path.is_file():
+            raise where.error(f"file {value!r} not found in the pack folder", node, key, key)
+        return _read_yaml(path), _Where(path)
+    return value, where
+
+
+# --------------------------------------------------------------------------------------------
+# load_pack
+# --------------------------------------------------------------------------------------------
+
+
+def load_pack(folder: str | Path) -> TaskPack:
+    """Read a task-pack folder (its ``pack.yaml`` and the files it names) into a :class:`TaskPack`.
+
+    :param folder: the pack folder, or its ``pack.yaml`` file.
+    :raises ConfigError: a missing file, bad YAML, a missing or mistyped field, a template using
+        an unknown label or slot; the error names file, line and field.
+    """
+    folder = Path(folder)
+    if folder.is_file():
+        folder = folder.parent
+    root = folder.resolve()
+    pack_file = root / PACK_FILE
+    if not root.is_dir():
+        raise ConfigError("task-pack folder not found", file=str(folder))
+    if not pack_file.is_file():
+        raise ConfigError(f"not a task pack: no {PACK_FILE} in this folder", file=str(folder))
+    where = _Where(pack_file)
+    doc = _read_yaml(pack_file)
+    if not isinstance(doc, Mapping):
+        raise where.error("must be a mapping of pack fields", doc)
+    for key in doc:
+        if key not in _PACK_KEYS:
+            raise where.error(
+                f"unknown field; expected one of {', '.join(sorted(_PACK_KEYS))}", doc, key, str(key)
+            )
+
+    name = where.text(doc, "name", "name")
+    labels, descriptions = _labels(where, doc)
+    slots = _slots(where, root, doc) if "slots" in doc else {}
+    templates = _templates(where, root, doc, labels, slots) if "templates" in doc else ()
+    frames = _frames(where, root, doc, slots) if "frames" in doc else ()
+    prompt_format = where.text(doc, "prompt_format", "prompt_format", default="{input}")
+    if "{input}" not in prompt_format:
+        raise where.error("must contain the {input} placeholder", doc, "prompt_format", "prompt_format")
+    return TaskPack(
+        root=str(root),
+        name=name,
+        task=where.text(doc, "task", "task", default=""),
+        labels=labels,
+        label_descriptions=descriptions,
+        system_prompt=where.text(doc, "system_prompt", "system_prompt", default=""),
+        prompt_format=prompt_format,
+        templates=templates,
+        slots=slots,
+        rubric=where.text(doc, "rubric", "rubric", default=""),
+        suites=_suites(where, root, doc),
+        data_files=_data_files(where, root, doc),
+        frames=frames,
+    )
+
+
+def _labels(where: _Where, doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+    if "labels" not in doc:
+        raise where.error("is required (a mapping of label -> description)", doc, None, "labels")
+    node = doc["labels"]
+    if isinstance(node, Mapping):
+        descriptions: dict[str, str] = {}
+        for key, value in node.items():
+            if not isinstance(value, str):
+                raise where.error("the description must be text", node, key, f"labels.{key}")
+            descriptions[str(key)] = str(value)
+        if not descriptions:
+            raise where.error("must name at least one label", doc, "labels", "labels")
+        return tuple(descriptions), descriptions
+    if isinstance(node, list) and node and all(isinstance(item, str) for item in node):
+        return tuple(str(item) for item in node), {}
+    raise where.error("must be a mapping of label -> description", doc, "labels", "labels")
+
+
+def _slots(where: _Where, root: Path, doc: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    node, where = _source(where, root, doc, "slots")
+    if not isinstance(node, Mapping):
+        raise where.error("slots must be a mapping of slot name -> list of values", node, None, "slots")
+    slots: dict[str, tuple[str, ...]] = {}
+    for key, values in node.items():
+        field = f"slots.{key}"
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise where.error("a slot name must be an identifier", node, key, field)
+        if key in ("input", "head", "body"):
+            raise where.error(f"{key!r} is reserved and cannot be a slot name", node, key, field)
+        if not isinstance(values, list) or not values:
+            raise where.error("must be a non-empty list of values", node, key, field)
+        for index, value in enumerate(values):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise where.error("every value must be text", values, index, f"{field}[{index}]")
+        slots[key] = tuple(str(value) for value in values)
+    return slots
+
+
+def _templates(
+    where: _Where,
+    root: Path,
+    doc: Mapping[str, Any],
+    labels: tuple[str, ...],
+    slots: Mapping[str, tuple[str, ...]],
+) -> tuple[PromptTemplate, ...]:
+    node, where = _source(where, root, doc, "templates")
+    if not isinstance(node, list):
+        raise where.error("templates must be a list of mappings", node, None, "templates")
+    templates: list[PromptTemplate] = []
+    seen: set[str] = set()
+    for index, item in enumerate(node):
+        base = f"templates[{index}]"
+        if not isinstance(item, Mapping):
+            raise where.error("must be a mapping (id, category, prompt, ...)", node, index, base)
+        for key in item:
+            if key not in _TEMPLATE_KEYS:
+                raise where.error(
+                    f"unknown field; expected one of {', '.join(sorted(_TEMPLATE_KEYS))}", item, key, f"{base}.{key}"
+                )
+        template_id = where.text(item, "id", f"{base}.id")
+        if template_id in seen:
+            raise where.error(f"template id {template_id!r} is used twice", item, "id", f"{base}.id")
+        seen.add(template_id)
+        category = where.text(item, "category", f"{base}.category")
+        if category not in labels:
+            raise where.error(
+                f"category {category!r} is not one of the pack's labels ({', '.join(labels)})",
+                item,
+                "category",
+                f"{base}.category",
+            )
+        prompt = where.text(item, "prompt", f"{base}.prompt")
+        completion = where.text(item, "completion", f"{base}.completion", default="")
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise where.error("must be a number >= 0", item, "weight", f"{base}.weight")
+        strategies = item.get("strategies", [])
+        if isinstance(strategies, str):
+            strategies = [strategies]
+        if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
+            raise where.error("must be a list of strategy names", item, "strategies", f"{base}.strategies")
+        _check_slots(where, item, "prompt", prompt, slots, f"{base}.prompt")
+        templates.append(
+            PromptTemplate(
+                id=template_id,
+                category=category,
+                prompt=prompt,
+                completion=completion,
+                instruction=where.text(item, "instruction", f"{base}.instruction", default=""),
+                weight=float(weight),
+                strategies=tuple(str(s) for s in strategies),
+            )
+        )
+    return tuple(templates)
+
+
+def _check_slots(
+    where: _Where, node: Any, key: Any, text: str, slots: Mapping[str, Any], field: str
+) -> None:
+    """Every placeholder written in ``{snake_case}`` that looks meant as a slot must exist.
+
+    Placeholders inside Python f-strings look the same, so only names that are *almost* slots
+    are reported: a name that differs from a slot name by case or a trailing ``s`` is a typo.
+    """
+    lowered = {name.lower().rstrip("s"): name for name in slots}
+    for name in slot_names(text):
+        if name in slots or name in ("head", "body", "input"):
+            continue
+        near = lowered.get(name.lower().rstrip("s"))
+        if near is not None:
+            raise where.error(f"unknown slot {{{name}}}; did you mean {{{near}}}?", node, key, field)
+
+
+def _frames(
+    where: _Where, root: Path, doc: Mapping[str, Any], slots: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    node, where = _source(where, root, doc, "frames")
+    if not isinstance(node, list):
+        raise where.error("frames must be a list of texts containing {body}", node, None, "frames")
+    frames: list[str] = []
+    for index, value in enumerate(node):
+        field = f"frames[{index}]"
+        if not isinstance(value, str):
+            raise where.error("must be text", node, index, field)
+        if "{body}" not in value:
+            raise where.error("must contain the {body} placeholder", node, index, field)
+        _check_slots(where, node, index, str(value), slots, field)
+        frames.append(str(value))
+    return tuple(frames)
+
+
+def _suites(where: _Where, root: Path, doc: Mapping[str, Any]) -> dict[str, str]:
+    """Suites named in pack.yaml, else the default ``suites/<tier>.jsonl`` files that exist."""
+    suites: dict[str, str] = {}
+    if "suites" in doc:
+        node = doc["suites"]
+        if not isinstance(node, Mapping):
+            raise where.error("must be a mapping of tier -> JSONL path", doc, "suites", "suites")
+        for tier, rel in node.items():
+            if tier not in TIERS:
+                raise where.error(f"unknown tier; expected one of {', '.join(TIERS)}", node, tier, f"suites.{tier}")
+            if not isinstance(rel, str):
+                raise where.error("must be a path to a JSONL file", node, tier, f"suites.{tier}")
+            path = root / rel
+            if not path.is_file():
+                raise where.error(f"file {rel!r} not found in the pack folder", node, tier, f"suites.{tier}")
+            suites[str(tier)] = str(path)
+        return suites
+    for tier in TIERS:
+        path = root / "suites" / f"{tier}.jsonl"
+        if path.is_file():
+            suites[tier] = str(path)
+    return suites
+
+
+def _data_files(where: _Where, root: Path, doc: Mapping[str, Any]) -> tuple[str, ...]:
+    if "data" not in doc:
+        return ()
+    node = doc["data"]
+    if isinstance(node, str):
+        node = [node]
+    if not isinstance(node, list):
+        raise where.error("must be a list of data file paths", doc, "data", "data")
+    files: list[str] = []
+    for index, rel in enumerate(node):
+        field = f"data[{index}]"
+        if not isinstance(rel, str):
+            raise where.error("must be a path", node, index, field)
+        matches = sorted(root.glob(rel)) if any(c in rel for c in "*?[") else [root / rel]
+        if not matches or not all(path.is_file() for path in matches):
+            raise where.error(f"file {rel!r} not found in the pack folder", node, index, field)
+        for path in matches:
+            if not path.name.endswith(_DATA_SUFFIXES):
+                raise where.error(f"{path.name!r} is not a .jsonl, .csv or .parquet file", node, index, field)
+            files.append(str(path))
+    return tuple(files)
+
+
+# --------------------------------------------------------------------------------------------
+# Suites
+# --------------------------------------------------------------------------------------------
+
+
+def load_suite(path: str | Path, tier: str, *, labels: Sequence[str] = ()) -> list[EvalCase]:
+    """Read one evaluation suite (JSONL) into :class:`EvalCase` records of ``tier``.
+
+    Each line is an object with ``input`` (required text), ``expected`` (text), ``category``
+    (defaults to ``expected``), ``checker`` (a scorer name, optional) and ``meta`` (an object,
+    optional). Blank lines and lines starting with ``#`` are skipped.
+
+    :param labels: when given, ``expected`` must be one of them (catches typos such as ``B60``).
+    :raises DataError: a bad row, naming the file, line and field.
+    :raises ConfigError: the file is missing or ``tier`` is unknown.
+    """
+    path = Path(path)
+    if tier not in TIERS:
+        raise ConfigError(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}", file=str(path))
+    if not path.is_file():
+        raise ConfigError("suite file not found", file=str(path))
+    cases: list[EvalCase] = []
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            case = _case(path, number, line, tier, labels)
+            if case.id in seen:
+                raise DataError(f"duplicate case (same input as line {seen[case.id]})", file=str(path), line=number)
+            seen[case.id] = number
+            cases.append(case)
+    if not cases:
+        raise DataError("the suite has no cases", file=str(path))
+    return cases
+
+
+def _case(path: Path, number: int, line: str, tier: str, labels: Sequence[str]) -> EvalCase:
+    def fail(message: str, field: str | None = None) -> DataError:
+        return DataError(message, file=str(path), line=number, field=field)
+
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise fail(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(row, dict):
+        raise fail("a case must be a JSON object")
+    unknown = sorted(set(row) - _CASE_KEYS)
+    if unknown:
+        raise fail(f"unknown field; expected one of {', '.join(sorted(_CASE_KEYS))}", unknown[0])
+    text = row.get("input")
+    if not isinstance(text, str) or not text.strip():
+        raise fail("is required and must be non-empty text", "input")
+    expected = row.get("expected", "")
+    if not isinstance(expected, str):
+        raise fail("must be text", "expected")
+    checker = row.get("checker")
+    if checker is not None and not isinstance(checker, str):
+        raise fail("must be a scorer name", "checker")
+    if labels and checker is None and expected not in labels:
+        raise fail(f"{expected!r} is not one of the pack's labels ({', '.join(labels)})", "expected")
+    category = row.get("category", expected or None)
+    if category is not None and not isinstance(category, str):
+        raise fail("must be text", "category")
+    meta = row.get("meta", {})
+    if not isinstance(meta, dict):
+        raise fail("must be a JSON object", "meta")
+    return EvalCase(input=text, expected=expected, tier=tier, category=category, checker=checker, meta=meta)
+
+
+def load_suites(pack: TaskPack) -> dict[str, list[EvalCase]]:
+    """Every suite of ``pack`` by tier, checked against the pack's labels."""
+    return {tier: load_suite(path, tier, labels=pack.labels) for tier, path in pack.suites.items()}
