@@ -138,11 +138,13 @@ class GeneratorChoice:
 @frozen
 class EvaluateSection:
     """How checkpoints are evaluated: the model ``runner`` backend and the ``scorers`` applied
-    to each case (a case may name its own scorer in its ``checker`` field)."""
+    to each case (a case may name its own scorer in its ``checker`` field); each iteration the
+    ``adversary`` backend writes ``adversarial_per_iteration`` fresh adversarial cases."""
 
     runner: BackendChoice = BackendChoice("hf")
     scorers: tuple[BackendChoice, ...] = (BackendChoice("label_match"),)
     adversarial_per_iteration: int = 0
+    adversary: BackendChoice = BackendChoice("perturb")
 
 
 @frozen
