@@ -416,7 +416,12 @@ class EvalCase:
 
 @frozen
 class EvalResult:
-    """A scorer's judgement of one model output on one case."""
+    """A scorer's judgement of one model output on one case.
+
+    ``input`` is the case's input (set by the evaluator, not by scorers), so that a recorded
+    report shows what the model was asked without the suite file at hand (``forge compare``,
+    the dashboard's side-by-side view).
+    """
 
     case_id: str
     output: str
@@ -427,6 +432,7 @@ class EvalResult:
     category: str | None = None
     expected: str = ""
     details: Mapping[str, Any] = Factory(_frozen_dict)
+    input: str = ""
 
 
 @frozen
