@@ -1,0 +1,264 @@
+"""The embedding API: ``from forgemind_core import Forge``.
+
+A :class:`Forge` is one kernel: its own plugin manager, its own home folder, its own loggers.
+The ``forge`` CLI and the dashboard are thin shells over it; anything they do, a Python program can
+do through this class::
+
+    from forgemind_core import Forge
+
+    forge = Forge(home="/tmp/fm", plugins=[my_plugin])
+    summary = forge.run("examples/python-security/goal.yaml")
+    print(summary["outcome"], summary["stable_checkpoint"])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from cattrs.errors import BaseValidationError
+from forgemind_hookspecs import (
+    PILLARS,
+    BackendInfo,
+    ConfigError,
+    Event,
+    ForgeError,
+    Goal,
+    Registry,
+    StageContext,
+    TaskPack,
+    UnknownBackend,
+    collect_backends,
+)
+
+from .plugins import LoadedPlugins, PluginRecord, load_plugins
+
+__all__ = ["HOME_ENV", "Forge", "default_home"]
+
+#: Environment variable naming the ForgeMind home folder.
+HOME_ENV = "FORGEMIND_HOME"
+
+_SINGULAR = {
+    "generators": "generator",
+    "filters": "filter",
+    "trainers": "trainer",
+    "runners": "runner",
+    "scorers": "scorer",
+    "adversaries": "adversary",
+    "reviewers": "reviewer",
+    "planners": "planner",
+    "executors": "executor",
+    "exporters": "exporter",
+}
+
+
+def default_home() -> Path:
+    """``$FORGEMIND_HOME`` or ``./.forgemind``."""
+    return Path(os.environ.get(HOME_ENV) or ".forgemind")
+
+
+class Forge:
+    """One ForgeMind kernel.
+
+    :param home: the home folder (runs, registry, caches); default ``$FORGEMIND_HOME`` or
+        ``./.forgemind``. Created on first write, not on construction.
+    :param plugins: in-process plugins (objects or ``(name, object)`` pairs) added to the
+        installed ones.
+    :param entry_points: load installed plugins (entry-point group ``forgemind``).
+    :param builtins: register the kernel's built-in backends.
+    :param blocked: plugin names to block; default from ``FORGEMIND_DISABLE_PLUGINS``.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        plugins: Sequence[Any] = (),
+        entry_points: bool = True,
+        builtins: bool = True,
+        blocked: Iterable[str] | None = None,
+    ) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        self._plugin_args = {
+            "plugins": tuple(plugins),
+            "entry_points": entry_points,
+            "builtins": builtins,
+            "blocked": None if blocked is None else tuple(blocked),
+        }
+        self._catalogue: dict[str, dict[str, BackendInfo]] | None = None
+
+    # --- plugins ---------------------------------------------------------------------------
+
+    @cached_property
+    def loaded(self) -> LoadedPlugins:
+        """The plugin manager and the record of what was loaded (built on first use)."""
+        return load_plugins(**self._plugin_args)  # type: ignore[arg-type]
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        return self.loaded.pm
+
+    @property
+    def hook(self) -> Any:
+        """``forge.hook.forgemind_<name>(...)``: call a hook on this kernel's plugins."""
+        return self.loaded.pm.hook
+
+    def catalogue(self) -> dict[str, dict[str, BackendInfo]]:
+        """Every backend offered by the loaded plugins: ``{pillar: {name: BackendInfo}}``."""
+        if self._catalogue is None:
+            self._catalogue = {pillar: collect_backends(self.pm, pillar) for pillar in PILLARS}
+        return self._catalogue
+
+    def plugins(self, *, include_builtins: bool = False) -> list[dict[str, Any]]:
+        """One dict per plugin: name, version, module, builtin, error, hooks, backends per pillar."""
+        catalogue = self.catalogue()
+        rows = []
+        for record in self.loaded.records:
+            if record.builtin and not include_builtins:
+                continue
+            rows.append(self._plugin_row(record, catalogue))
+        return rows
+
+    def _plugin_row(self, record: PluginRecord, catalogue: Mapping[str, Mapping[str, BackendInfo]]) -> dict[str, Any]:
+        plugin = self.pm.get_plugin(record.name)
+        hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()) if plugin is not None else []
+        backends = {
+            pillar: sorted(name for name, info in by_name.items() if info.plugin == record.name)
+            for pillar, by_name in catalogue.items()
+        }
+        return {
+            "name": record.name,
+            "version": record.version,
+            "distribution": record.distribution,
+            "module": record.module,
+            "builtin": record.builtin,
+            "error": record.error,
+            "hooks": hooks,
+            "backends": {pillar: names for pillar, names in backends.items() if names},
+        }
+
+    def backend(self, pillar: str, name: str, options: Mapping[str, Any] | None = None, *, field: str | None = None) -> Any:
+        """Construct the backend ``name`` of ``pillar`` with ``options`` (a plain dict).
+
+        :raises UnknownBackend: no loaded plugin offers it (the message lists those that exist).
+        :raises ConfigError: the options do not fit the backend's ``Options`` class.
+        """
+        info = self.backend_info(pillar, name, field=field)
+        return info.cls(self.build_options(info, options or {}, field=field))
+
+    def backend_info(self, pillar: str, name: str, *, field: str | None = None) -> BackendInfo:
+        available = self.catalogue().get(pillar, {})
+        if name not in available:
+            installed = ", ".join(sorted(available)) or "none"
+            kind = _SINGULAR.get(pillar, pillar)
+            raise UnknownBackend(f"no {kind} named {name!r}; installed: {installed}", field=field)
+        return available[name]
+
+    @staticmethod
+    def build_options(info: BackendInfo, options: Mapping[str, Any], *, field: str | None = None) -> Any:
+        """Structure a plain dict into ``info.cls.Options`` (unknown keys are errors)."""
+        from .options import structure_options
+
+        try:
+            return structure_options(info.cls.Options, options)
+        except BaseValidationError as error:
+            from cattrs import transform_error
+
+            detail = "; ".join(transform_error(error, path="options"))
+            raise ConfigError(f"bad options for {_SINGULAR[info.pillar]} {info.name!r}: {detail}", field=field) from None
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad options for {_SINGULAR[info.pillar]} {info.name!r}: {error}", field=field) from None
+
+    # --- goals, packs ----------------------------------------------------------------------
+
+    def load_goal(self, path: str | os.PathLike[str]) -> Goal:
+        """Read and validate a goal file against this kernel's backends."""
+        from .goals import load_goal
+
+        return load_goal(path, self.catalogue())
+
+    def validate_goal(self, path: str | os.PathLike[str]) -> list[ConfigError]:
+        """Every problem of a goal file, each naming file, line and field (empty = ok)."""
+        from .goals import validate_goal
+
+        return validate_goal(path, self.catalogue())
+
+    def load_pack(self, goal: Goal) -> TaskPack | None:
+        """The goal's task pack, if it names one."""
+        if goal.pack is None:
+            return None
+        from .packs import load_pack
+
+        return load_pack(goal.pack)
+
+    # --- records ---------------------------------------------------------------------------
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Broadcast events to every recorder (``forgemind_record``)."""
+        if events:
+            self.hook.forgemind_record(events=list(events), home=str(self.home))
+
+    def registry(self) -> Registry:
+        """The store that answers queries (``forgemind_registry``, firstresult)."""
+        registry = self.hook.forgemind_registry(home=str(self.home))
+        if registry is None:
+            raise ForgeError("no registry plugin is installed (install forgemind-duckdb-registry)")
+        return registry  # type: ignore[no-any-return]
+
+    def context(self, **fields: Any) -> StageContext:
+        """A :class:`StageContext` rooted in this kernel's home (for work outside a run)."""
+        from .logs import make_logger
+
+        fields.setdefault("home", self.home)
+        fields.setdefault("work_dir", self.home / "work" / str(fields.get("run_id", "adhoc")))
+        fields.setdefault("cache_dir", self.home / "cache")
+        fields.setdefault("log", make_logger(console=False))
+        return StageContext(**fields)
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        goal: Goal | str | os.PathLike[str],
+        *,
+        run_id: str | None = None,
+        reporter: Any = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run a goal to the end (promote or stop) and return the run's summary.
+
+        :param goal: a :class:`Goal` or the path of a goal file.
+        :param run_id: choose the run id (default: goal name + time + random suffix).
+        :param reporter: receives live progress (default: silent); the CLI passes a rich one.
+        :param on_event: called with every event recorded, after the recorders.
+        """
+        from .loop import Loop
+
+        if not isinstance(goal, Goal):
+            goal = self.load_goal(goal)
+        return Loop.start(self, goal, run_id=run_id, reporter=reporter, on_event=on_event).run()
+
+    def resume(self, run_id: str, *, reporter: Any = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+        """Resume a run from its last finished stage; finished work is not redone or paid again."""
+        from .loop import Loop
+
+        return Loop.resume(self, run_id, reporter=reporter, on_event=on_event).run()
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        """A run's state from its own folder (works while the run is writing)."""
+        from .loop import read_status
+
+        return read_status(self.home, run_id)
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.registry().runs()
+
+    def show(self, run_id: str) -> dict[str, Any] | None:
+        return self.registry().run(run_id)
+
+    def lineage(self, node_id: str) -> dict[str, Any]:
+        return self.registry().lineage(node_id)

@@ -1,0 +1,221 @@
+"""The Brain's built-in backends: the default planner, a fixed-schedule planner, the local executor.
+
+The default planner is deterministic and offline. It reads the whole history and writes the next
+plan with its reasons, acting on four signals:
+
+- **failing categories** get a larger share of the new data (weight grows with the gap to the
+  goal's threshold: "category B608 at 41% -> 3.0x its share of new data");
+- **generalisation gap** (training loss low but the target tier failing, or canary fine but full
+  failing) moves the generators one step up the ``strategies`` ladder (e.g. ``basic -> varied``):
+  more of the same shapes would not help;
+- **rejected data** (most of a batch dropped, e.g. as near-duplicates) also moves one step up the
+  ladder, since that prompt strategy is exhausted;
+- **loss**: a curve that is still falling at the end of training gets more epochs; a curve that
+  rises or explodes gets half the learning rate;
+- **budget**: when what is left cannot pay for another try like the last one, it stops.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from attrs import frozen
+from forgemind_hookspecs import (
+    Decision,
+    GenerationPlan,
+    Goal,
+    IterationSummary,
+    Plan,
+    StageContext,
+    hookimpl,
+)
+
+__all__ = ["DefaultPlanner", "FixedPlanner", "LocalExecutor"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _initial_generation(goal: Goal, count: int, strategy: str) -> tuple[GenerationPlan, ...]:
+    total_share = sum(max(c.share, 0.0) for c in goal.generate) or 1.0
+    plans = []
+    for choice in goal.generate:
+        n = max(1, round(count * max(choice.share, 0.0) / total_share))
+        plans.append(GenerationPlan(generator=choice.backend, count=n, strategy=strategy))
+    return tuple(plans)
+
+
+def _train_defaults(goal: Goal) -> dict[str, Any]:
+    return {k: v for k, v in goal.train.options.items() if k in ("epochs", "learning_rate")}
+
+
+class DefaultPlanner:
+    """Deterministic offline planner: targets failing categories, climbs the data-strategy ladder
+    on a generalisation gap or rejected data, tunes epochs/learning rate from the loss curve, and
+    stops when the budget cannot pay for another try."""
+
+    name: ClassVar[str] = "default"
+
+    @frozen
+    class Options:
+        initial_examples: int = 600
+        growth: float = 1.5
+        max_examples_per_iteration: int = 4000
+        strategies: tuple[str, ...] = ("basic", "varied")
+        max_category_weight: float = 4.0
+        low_loss: float = 0.15
+        rejected_fraction: float = 0.5
+
+    def __init__(self, options: DefaultPlanner.Options) -> None:
+        self.options = options
+
+    def plan(self, goal: Goal, history: Sequence[IterationSummary], ctx: StageContext) -> Decision:
+        opts = self.options
+        if not history:
+            count = opts.initial_examples
+            plan = Plan(
+                iteration=1,
+                generation=_initial_generation(goal, count, opts.strategies[0]),
+                train=_train_defaults(goal),
+                dataset_size=count,
+                reasons=(f"first try: {count} examples with the '{opts.strategies[0]}' strategy",),
+            )
+            return Decision("iterate", reasons=plan.reasons, next_plan=plan)
+
+        last = history[-1]
+        reasons: list[str] = []
+        tier = goal.success.tier
+        threshold = goal.success.threshold
+
+        # Budget: can what is left pay for another try like the last one?
+        remaining = ctx.budget.remaining_usd()
+        last_cost = max(last.cost_usd, last.estimate.total_cost_usd if last.estimate else 0.0)
+        if remaining is not None and last_cost > 0 and remaining < last_cost:
+            return Decision("stop", reasons=(f"${remaining:.4f} left cannot pay for another try (~${last_cost:.4f})",))
+
+        # Strategy ladder.
+        strategy = last.plan.generation[0].strategy if last.plan.generation else opts.strategies[0]
+        step = opts.strategies.index(strategy) if strategy in opts.strategies else 0
+        scores = last.scores.get(tier, {})
+        target = float(scores.get(goal.success.metric, scores.get("accuracy", 0.0)))
+        final_loss = last.loss_curve[-1] if last.loss_curve else math.inf
+        canary = float(last.scores.get("canary", {}).get("accuracy", 1.0))
+        rejected = (last.generated - last.kept) / last.generated if last.generated else 0.0
+        climb = None
+        if target < threshold and (final_loss <= opts.low_loss or canary >= goal.success.canary_min):
+            climb = (f"{tier} at {target:.0%} while training loss is {final_loss:.3f}: the model fits the data "
+                     f"it saw but not new shapes")
+        elif rejected >= opts.rejected_fraction:
+            top = max(last.dropped_by_reason.items(), key=lambda kv: kv[1])[0] if last.dropped_by_reason else "filters"
+            climb = f"{rejected:.0%} of the data was rejected (mostly {top})"
+        if climb and step + 1 < len(opts.strategies):
+            new = opts.strategies[step + 1]
+            reasons.append(f"{climb} -> strategy '{strategy}' -> '{new}'")
+            strategy = new
+
+        # Category targeting.
+        weights: dict[str, float] = {}
+        per_category = scores.get("per_category") or {}
+        for category, accuracy in sorted(per_category.items()):
+            accuracy = float(accuracy)
+            if accuracy < threshold:
+                weight = min(opts.max_category_weight, 1.0 + 2.0 * (threshold - accuracy) / max(threshold, 1e-9) * 1.5)
+                weights[category] = round(weight, 2)
+        for category, weight in sorted(weights.items(), key=lambda kv: -kv[1])[:5]:
+            reasons.append(f"category {category} at {float(per_category[category]):.0%} -> {weight:.1f}x its share of new data")
+        if weights:
+            for category in per_category:
+                weights.setdefault(category, 1.0)
+
+        # Data volume.
+        previous_count = sum(g.count for g in last.plan.generation)
+        count = min(opts.max_examples_per_iteration, max(1, round(previous_count * opts.growth)))
+        if count != previous_count:
+            reasons.append(f"{tier} below {threshold:.0%} -> {count} new examples (was {previous_count})")
+
+        # Loss curve.
+        train = dict(last.plan.train)
+        curve = list(last.loss_curve)
+        if len(curve) >= 4:
+            tail = curve[-max(2, len(curve) // 4):]
+            head = curve[: max(2, len(curve) // 4)]
+            if not all(math.isfinite(x) for x in curve) or min(tail) > min(head) * 1.05:
+                lr = float(train.get("learning_rate", goal.train.options.get("learning_rate", 1e-3)))
+                train["learning_rate"] = lr / 2
+                reasons.append(f"loss rose late in training -> learning rate {lr:g} -> {lr / 2:g}")
+            elif final_loss > opts.low_loss and tail[0] - tail[-1] > 0.02 * max(tail[0], 1e-9):
+                epochs = int(train.get("epochs", goal.train.options.get("epochs", 1)))
+                train["epochs"] = epochs + 1
+                reasons.append(f"loss still falling at {final_loss:.3f} -> epochs {epochs} -> {epochs + 1}")
+
+        generation = tuple(
+            GenerationPlan(generator=g.generator, count=max(1, round(count * g.count / max(previous_count, 1))),
+                           category_weights=weights, strategy=strategy, options=dict(g.options))
+            for g in last.plan.generation
+        )
+        plan = Plan(iteration=last.iteration + 1, generation=generation, train=train,
+                    dataset_size=count, reasons=tuple(reasons))
+        return Decision("iterate", reasons=tuple(reasons), next_plan=plan)
+
+
+class FixedPlanner:
+    """A fixed schedule, the baseline the default planner is measured against: the same strategy,
+    no targeting, no hyper-parameter changes, the data doubled each iteration."""
+
+    name: ClassVar[str] = "fixed"
+
+    @frozen
+    class Options:
+        initial_examples: int = 600
+        factor: float = 2.0
+        strategy: str = "basic"
+
+    def __init__(self, options: FixedPlanner.Options) -> None:
+        self.options = options
+
+    def plan(self, goal: Goal, history: Sequence[IterationSummary], ctx: StageContext) -> Decision:
+        n = len(history)
+        count = round(self.options.initial_examples * self.options.factor**n)
+        plan = Plan(iteration=n + 1, generation=_initial_generation(goal, count, self.options.strategy),
+                    train=_train_defaults(goal), dataset_size=count,
+                    reasons=(f"fixed schedule: {count} new examples",))
+        return Decision("iterate", reasons=plan.reasons, next_plan=plan)
+
+
+class LocalExecutor:
+    """Runs work items on this machine: in worker processes sized to the CPU count, or in this
+    process when there is one item or one worker."""
+
+    name: ClassVar[str] = "local"
+
+    @frozen
+    class Options:
+        workers: int = 0  # 0 = one per CPU core, at most one per item
+
+    def __init__(self, options: LocalExecutor.Options) -> None:
+        self.options = options
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], ctx: StageContext) -> list[R]:
+        workers = self.options.workers or (os.cpu_count() or 1)
+        workers = max(1, min(workers, len(items)))
+        if workers == 1:
+            return [fn(item) for item in items]
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(fn, items))
+
+
+@hookimpl
+def forgemind_register_planners(register: Callable[[type], None]) -> None:
+    register(DefaultPlanner)
+    register(FixedPlanner)
+
+
+@hookimpl
+def forgemind_register_executors(register: Callable[[type], None]) -> None:
+    register(LocalExecutor)

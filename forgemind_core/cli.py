@@ -1,0 +1,93 @@
+"""The ``forge`` command line: a thin shell over :class:`forgemind_core.api.Forge`.
+
+Exit codes: 0 success, 1 failure (a run that stopped without meeting its goal, a broken
+plugin), 2 usage or input error. A :class:`~forgemind_hookspecs.errors.ForgeError` is printed as
+one sentence, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from forgemind_hookspecs import ForgeError, UserError
+
+from . import __version__
+from .api import Forge
+
+__all__ = ["ForgeGroup", "build_cli", "main"]
+
+#: Kernel command modules and the click commands each exports, added to the ``forge`` group.
+KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("forgemind_core.commands.runs", ("run", "resume", "status", "runs", "show", "lineage", "plugins")),
+    ("forgemind_core.commands.validate", ("validate",)),
+    ("forgemind_core.commands.trials", ("eval_command", "compare_command")),
+)
+
+
+class ForgeGroup(click.Group):
+    """A click group that turns ForgeError into one sentence and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ForgeError as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(2 if isinstance(error, UserError) else 1)
+
+
+def build_cli(forge: Forge | None = None) -> click.Group:
+    """Build the ``forge`` group: kernel commands plus those plugins add.
+
+    :param forge: the kernel whose plugins may add commands (default: a new :class:`Forge`).
+    """
+    forge = forge if forge is not None else Forge()
+
+    @click.group(cls=ForgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="forge")
+    @click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="FORGEMIND_HOME",
+        help="ForgeMind home folder (runs, registry, caches). Default: ./.forgemind",
+    )
+    @click.pass_context
+    def cli(ctx: click.Context, home: Path | None) -> None:
+        """ForgeMind: state a goal; ForgeMind makes data, trains, tests and promotes a model.
+
+        The pillars: the Brain (run, resume, status), the Foundry (data), the Forge (training),
+        the Trial Grounds (eval, compare), the Lorekeeper (runs, show, lineage) and the Warden
+        (review). Start with `forge run examples/python-security/goal.yaml`.
+        """
+        if home is not None:
+            forge.home = home
+        ctx.obj = forge
+
+    for module_name, names in KERNEL_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue
+            raise
+        for name in names:
+            cli.add_command(getattr(module, name))
+
+    try:
+        forge.hook.forgemind_register_commands(cli=cli)
+    except ForgeError as error:  # a plugin broke the contract: say so, keep the CLI usable
+        click.echo(f"Warning: {error}", err=True)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``forge``)."""
+    try:
+        cli = build_cli()
+    except ForgeError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2 if isinstance(error, UserError) else 1)
+    cli.main(args=argv, prog_name="forge")
