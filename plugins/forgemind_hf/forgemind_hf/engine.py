@@ -1,0 +1,394 @@
+"""The training engine shared by pre-training and fine-tuning: packing, the loop, checkpoints.
+
+Why a small loop of our own instead of ``transformers.Trainer``: we need padding-free packed
+batches (position ids restart per example, so transformers builds a block-diagonal causal mask
+and no FLOP goes to padding), exact resume after SIGKILL (optimiser, scheduler, RNG and the data
+position, which is a pure function of the step number here), progress and metric events through
+the :class:`~forgemind_hookspecs.StageContext`, and bf16 autocast on CPUs that have it. The
+loop is device-agnostic and runs unchanged under ``accelerate launch`` (see docs/forge.md).
+
+Imports torch at module level: import this module only inside functions that train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from attrs import define, field
+from forgemind_hookspecs.backends import StageContext
+from forgemind_hookspecs.errors import ForgeError
+
+__all__ = [
+    "LoopConfig",
+    "LoopResult",
+    "Packed",
+    "batch_tokens",
+    "device_for_training",
+    "file_sha256",
+    "hardware",
+    "library_versions",
+    "pack",
+    "train_loop",
+    "use_bf16",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Hardware, precision, hashes, versions.
+# --------------------------------------------------------------------------------------------
+
+
+def device_for_training() -> torch.device:
+    """CUDA (this process's local rank under ``accelerate launch``/torchrun) if present, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def use_bf16(setting: str | bool, device: torch.device) -> bool:
+    """Resolve the ``bf16`` option: ``"auto"`` turns it on where bf16 is computed natively.
+
+    On CPUs with AVX512-BF16 or AMX, autocast roughly doubles throughput (measured: 3.4k -> 7k
+    tokens/s on the tiny preset); on other CPUs it would be emulated and slower, so auto is off.
+    """
+    if isinstance(setting, bool):
+        return setting
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def hardware() -> dict[str, Any]:
+    """What this run trained on, for the manifest and for cost (GPU-hours vs CPU-hours)."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+    return info
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a training result."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors", "bitsandbytes",
+                 "forgemind-hf", "forgemind-hookspecs"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Packing: sequences of token ids -> padding-free rows.
+# --------------------------------------------------------------------------------------------
+
+
+@define
+class Packed:
+    """A batch of packed rows: tensors for the model and the count of real tokens."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    position_ids: torch.Tensor
+    tokens: int
+
+
+def pack(sequences: Sequence[tuple[list[int], list[int]]], capacity: int, pad_id: int) -> Packed:
+    """Pack ``(input_ids, labels)`` pairs into rows of at most ``capacity`` tokens.
+
+    First-fit decreasing puts each sequence in the first row with room. ``position_ids`` restart
+    at 0 for each sequence; with no ``attention_mask`` transformers derives a block-diagonal
+    causal mask from them, so a sequence never attends to its neighbours in the row. Rows are
+    right-filled to the longest row with a pad segment (its own positions, labels -100), the only
+    padding left: at most one partial row per batch.
+    """
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
+    for i in order:
+        n = min(len(sequences[i][0]), capacity)
+        for r, used in enumerate(fill):
+            if used + n <= capacity:
+                rows[r].append(i)
+                fill[r] += n
+                break
+        else:
+            rows.append([i])
+            fill.append(n)
+    width = max(fill) if fill else 1
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    tokens = 0
+    for r, members in enumerate(rows):
+        at = 0
+        for i in members:
+            seq_ids, seq_labels = sequences[i]
+            n = min(len(seq_ids), capacity)
+            ids[r, at : at + n] = torch.tensor(seq_ids[:n])
+            labels[r, at : at + n] = torch.tensor(seq_labels[:n])
+            positions[r, at : at + n] = torch.arange(n)
+            at += n
+            tokens += n
+        if at < width:
+            positions[r, at:width] = torch.arange(width - at)
+    return Packed(ids, labels, positions, tokens)
+
+
+def batch_tokens(batch: Packed) -> int:
+    """Real (non-pad) tokens in a batch: the throughput numerator."""
+    return batch.tokens
+
+
+# --------------------------------------------------------------------------------------------
+# The loop.
+# --------------------------------------------------------------------------------------------
+
+
+@define
+class LoopConfig:
+    """Optimiser and bookkeeping settings of one training loop."""
+
+    total_steps: int
+    learning_rate: float
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    scheduler: str = "linear"
+    max_grad_norm: float = 1.0
+    bf16: bool = False
+    save_every_steps: int = 50
+    keep_checkpoints: int = 2
+    seed: int = 0
+    log_every_steps: int = 1
+    description: str = "train"
+
+
+@define
+class LoopResult:
+    """What a finished loop reports: the loss curve (one value per step), tokens, seconds."""
+
+    losses: list[float] = field(factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    resumed_from_step: int = 0
+    steps: int = 0
+
+
+_STATE = "state.json"
+_WEIGHTS = "trainable.safetensors"
+_TORCH_STATE = "optimizer.pt"
+
+
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    found = []
+    if folder.is_dir():
+        for child in folder.iterdir():
+            if child.name.startswith("checkpoint-") and (child / _STATE).is_file():
+                try:
+                    found.append((int(child.name.split("-", 1)[1]), child))
+                except ValueError:
+                    continue
+    return sorted(found)
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(
+    folder: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    result: LoopResult,
+    keep: int,
+) -> None:
+    """Write ``checkpoint-<step>`` atomically: build it under a temporary name, then rename.
+
+    A process killed mid-write leaves only a ``.tmp`` folder, which the next start removes.
+    """
+    from safetensors.torch import save_file
+
+    final = folder / f"checkpoint-{step}"
+    tmp = folder / f"checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in _trainable(model).items()}
+    save_file(weights, str(tmp / _WEIGHTS))
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
+               tmp / _TORCH_STATE)
+    state = {"step": step, "losses": result.losses, "tokens": result.tokens, "seconds": result.seconds}
+    (tmp / _STATE).write_text(json.dumps(state))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for _old_step, old in _checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Restore trainable weights, optimiser, scheduler and RNG; never unpickles code
+    (safetensors for weights, ``torch.load(weights_only=True)`` for optimiser state)."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / _WEIGHTS))
+    trainable = _trainable(model)
+    missing = set(trainable) - set(weights)
+    if missing:
+        raise ForgeError(
+            f"the checkpoint lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]}); "
+            "it was written by a different model or method",
+            file=str(path),
+        )
+    with torch.no_grad():
+        for name, tensor in trainable.items():
+            tensor.copy_(weights[name].to(tensor.device, tensor.dtype))
+    blob = torch.load(path / _TORCH_STATE, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    torch.set_rng_state(blob["rng"]["torch"])
+    if torch.cuda.is_available() and "cuda" in blob["rng"]:
+        torch.cuda.set_rng_state_all(blob["rng"]["cuda"])
+    return json.loads((path / _STATE).read_text())
+
+
+def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (no decay on biases and norms) and the named warm-up schedule."""
+    from transformers import get_scheduler
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate)
+    name = {"constant": "constant_with_warmup"}.get(cfg.scheduler, cfg.scheduler)
+    try:
+        scheduler = get_scheduler(
+            name,
+            optimizer=optimizer,
+            num_warmup_steps=int(math.ceil(cfg.warmup_ratio * cfg.total_steps)),
+            num_training_steps=cfg.total_steps,
+        )
+    except ValueError as error:
+        raise ForgeError(f"unknown scheduler {cfg.scheduler!r} ({error})", field="train.scheduler") from None
+    return optimizer, scheduler
+
+
+def train_loop(
+    model: torch.nn.Module,
+    batch_at: Callable[[int], Packed],
+    cfg: LoopConfig,
+    checkpoint_dir: Path,
+    ctx: StageContext,
+    *,
+    device: torch.device | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> LoopResult:
+    """Train ``model`` for ``cfg.total_steps`` optimiser steps, resuming from the newest
+    complete checkpoint in ``checkpoint_dir``.
+
+    ``batch_at(step)`` must be a pure function of the step (the data order derives from the
+    seed), which is what makes the data position exact on resume.
+    """
+    device = device or next(model.parameters()).device
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for stale in checkpoint_dir.glob("checkpoint-*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    optimizer, scheduler = make_optimizer(model, cfg)
+    result = LoopResult(steps=cfg.total_steps)
+    start = 0
+    existing = _checkpoints(checkpoint_dir)
+    if existing:
+        step, path = existing[-1]
+        state = _load_checkpoint(path, model, optimizer, scheduler)
+        start = result.resumed_from_step = int(state["step"])
+        result.losses = list(state["losses"])
+        result.tokens = int(state["tokens"])
+        result.seconds = float(state["seconds"])
+        ctx.log.info("training resumed", checkpoint=str(path), step=start)
+    else:
+        torch.manual_seed(cfg.seed)
+    model.train()  # also the bitsandbytes CPU trap: never run a quantised forward in eval mode first
+    bar = ctx.progress(cfg.description, cfg.total_steps)
+    if start:
+        bar.advance(start)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    began = time.perf_counter() - result.seconds
+    window_tokens, window_start = 0, time.perf_counter()
+    try:
+        for step in range(start, cfg.total_steps):
+            batch = batch_at(step)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                out = model(
+                    input_ids=batch.input_ids.to(device),
+                    position_ids=batch.position_ids.to(device),
+                    labels=batch.labels.to(device),
+                    use_cache=False,
+                )
+            loss = out.loss
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ForgeError(
+                    f"training diverged at step {step + 1} (loss {value}); lower train.learning_rate",
+                    field="train.learning_rate",
+                )
+            result.losses.append(value)
+            result.tokens += batch.tokens
+            window_tokens += batch.tokens
+            done = step + 1
+            now = time.perf_counter()
+            result.seconds = now - began
+            tps = window_tokens / max(now - window_start, 1e-9)
+            bar.advance(1, loss=round(value, 4), tokens_per_s=round(tps, 1))
+            if done % max(cfg.log_every_steps, 1) == 0 or done == cfg.total_steps:
+                ctx.emit("metric", {"name": "train.loss", "value": value, "step": done})
+                ctx.emit("metric", {"name": "train.tokens_per_s", "value": tps, "step": done})
+                window_tokens, window_start = 0, now
+            if on_step is not None:
+                on_step(done, value)
+            if cfg.save_every_steps > 0 and done % cfg.save_every_steps == 0 and done < cfg.total_steps:
+                _save_checkpoint(checkpoint_dir, done, model, optimizer, scheduler, result, cfg.keep_checkpoints)
+    finally:
+        bar.close()
+    return result

@@ -1,0 +1,167 @@
+"""Typed settings of the ``hf`` trainer and runner, and the pre-training presets.
+
+Pure attrs, no heavy imports: ``forge plugins`` and the goal loader read these without torch.
+Goal files write the field names as they are (``train: {backend: hf, epochs: 2, lora_r: 16}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from attrs import define, frozen
+from forgemind_hookspecs.errors import ConfigError
+
+__all__ = ["PRESETS", "Preset", "RunnerOptions", "TrainerOptions", "merge_options", "preset"]
+
+
+@define(frozen=True)
+class TrainerOptions:
+    """Hyper-parameters of the ``hf`` trainer (every field has a default).
+
+    ``batch_size`` counts *examples* per optimiser step for fine-tuning (they are packed into
+    rows of at most ``max_length`` tokens, so no compute goes to padding) and *rows of
+    ``seq_len`` tokens* per step for pre-training. ``bf16`` is ``"auto"`` (on where the hardware
+    computes bf16 natively: CUDA with bf16, CPUs with AVX512-BF16/AMX), ``true`` or ``false``.
+    """
+
+    epochs: float = 2.0
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] | str = "all-linear"
+    max_length: int = 256
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    scheduler: str = "linear"
+    bf16: str | bool = "auto"
+    seed: int = 0
+    save_every_steps: int = 50
+    keep_checkpoints: int = 2
+    merge: bool = False
+    price_per_gpu_hour: float = 2.0
+    price_per_cpu_hour: float = 0.05
+    calibration_steps: int = 3
+    max_grad_norm: float = 1.0
+    allow_cpu_4bit: bool = False
+    trust_remote_code: bool = False
+    log_every_steps: int = 1
+
+
+@define(frozen=True)
+class RunnerOptions:
+    """Settings of the ``hf`` runner: prompts per forward pass and sampling defaults."""
+
+    batch_size: int = 16
+    top_p: float = 1.0
+    seed: int = 0
+    bf16: str | bool = "auto"
+    trust_remote_code: bool = False
+
+
+@frozen
+class Preset:
+    """A Llama-architecture size for pre-training from scratch, and how long to train it.
+
+    ``tokens`` caps the training tokens (the corpus is read up to ``corpus_bytes``);
+    ``steps`` (0 = derived from ``tokens``) overrides it.
+    """
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+    context: int
+    vocab: int
+    seq_len: int
+    batch_size: int
+    learning_rate: float
+    tokens: int
+    corpus_bytes: int
+    steps: int = 0
+    warmup_ratio: float = 0.05
+
+
+PRESETS: dict[str, Preset] = {
+    # ~4.3M parameters; ~3 minutes on 2 CPU cores with bf16 autocast.
+    "tiny": Preset("tiny", 4, 256, 4, 704, 512, 4096, 256, 8, 2e-3, 1_000_000, 4_000_000),
+    # ~30M parameters; minutes on a GPU, an hour or so on a CPU.
+    "small": Preset("small", 6, 512, 8, 1408, 1024, 8192, 512, 16, 1e-3, 20_000_000, 40_000_000),
+    # ~120M parameters (GPU).
+    "base": Preset("base", 12, 768, 12, 2048, 2048, 16384, 1024, 32, 6e-4, 300_000_000, 1_500_000_000),
+}
+
+
+def preset(name: str, overrides: Mapping[str, Any] | None = None) -> Preset:
+    """The preset ``name`` with ``overrides`` (any :class:`Preset` field, e.g. ``steps``, ``tokens``).
+
+    :raises ConfigError: unknown preset or override.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}", field="pretrain.preset")
+    base = PRESETS[name]
+    known = {f.name for f in attrs.fields(Preset)} - {"name"}
+    extra = dict(overrides or {})
+    bad = sorted(set(extra) - known - {"seed", "bf16", "save_every_steps"})
+    if bad:
+        raise ConfigError(
+            f"unknown pre-training option(s) {', '.join(bad)}; expected {', '.join(sorted(known))}",
+            field="pretrain.options",
+        )
+    return attrs.evolve(base, **{k: v for k, v in extra.items() if k in known})
+
+
+def merge_options(options: TrainerOptions, overrides: Mapping[str, Any] | None) -> TrainerOptions:
+    """``options`` with ``overrides`` (a plan's or request's hyper-parameters) applied.
+
+    :raises ConfigError: an override names no field of :class:`TrainerOptions`.
+    """
+    if not overrides:
+        return options
+    known = {f.name: f for f in attrs.fields(TrainerOptions)}
+    bad = sorted(set(overrides) - set(known))
+    if bad:
+        raise ConfigError(
+            f"unknown training option(s) {', '.join(bad)}; expected some of {', '.join(sorted(known))}",
+            field=f"train.{bad[0]}",
+        )
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        default = known[key].default
+        try:
+            if isinstance(default, bool) or key == "bf16":
+                values[key] = _as_bool_or_auto(value) if key == "bf16" else _as_bool(value)
+            elif isinstance(default, int):
+                values[key] = int(value)
+            elif isinstance(default, float):
+                values[key] = float(value)
+            elif key == "target_modules":
+                values[key] = value if isinstance(value, str) else tuple(value)
+            else:
+                values[key] = value
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{value!r} is not a valid {type(default).__name__}", field=f"train.{key}"
+            ) from None
+    return attrs.evolve(options, **values)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(value, int):
+        return bool(value)
+    raise ValueError(value)
+
+
+def _as_bool_or_auto(value: Any) -> str | bool:
+    if isinstance(value, str) and value.lower() == "auto":
+        return "auto"
+    return _as_bool(value)
+
