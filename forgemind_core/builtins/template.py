@@ -246,6 +246,8 @@ def _tidy(text: str) -> str:
         out.append(line)
     while out and not out[-1]:
         out.pop()
+    if out:
+        out[0] = out[0].lstrip()  # an empty slot at the very start (a greeting) leaves a space
     return "\n".join(out)
 
 
