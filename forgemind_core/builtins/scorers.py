@@ -425,7 +425,8 @@ class PythonAstScorer:
             must_define = self.options.must_define + _names(case.meta.get("must_define"))
             must_call = self.options.must_call + _names(case.meta.get("must_call"))
             must_not_call = self.options.must_not_call + _names(case.meta.get("must_not_call"))
-            total = 1 + len(must_define) + len(must_call) + len(must_not_call)
+            # The forbidden calls are one check however many names they list ("dangerous" is 11).
+            total = 1 + len(must_define) + len(must_call) + (1 if must_not_call else 0)
             try:
                 tree = ast.parse(source)
             except (SyntaxError, ValueError) as error:
@@ -442,10 +443,9 @@ class PythonAstScorer:
             failures: list[str] = []
             failures += [f"does not define {n!r}" for n in must_define if n not in defined]
             failures += [f"does not call {n!r}" for n in must_call if not any(fnmatch.fnmatchcase(c, n) for c in calls)]
-            for pattern in must_not_call:
-                hits = sorted(c for c in calls if fnmatch.fnmatchcase(c, pattern))
-                if hits:
-                    failures.append(f"calls forbidden {', '.join(hits)}")
+            hits = sorted(c for c in calls if any(fnmatch.fnmatchcase(c, p) for p in must_not_call))
+            if hits:
+                failures.append(f"calls forbidden {', '.join(hits)}")
             passed_checks = total - len(failures)
             details = {
                 "reason": "; ".join(failures) if failures else f"parses; {total - 1} checks passed",
