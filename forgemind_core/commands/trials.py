@@ -1,0 +1,289 @@
+"""Commands of the Trial Grounds: ``forge eval`` and ``forge compare``.
+
+``forge eval`` scores any checkpoint (a registry id or a model folder) on any suite file, outside
+a run; ``forge compare`` puts checkpoints side by side, regressions first, from the reports their
+runs recorded or from a fresh evaluation on ``--suite``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..clitools import console, echo_json, json_option, pass_forge
+
+__all__ = ["compare_command", "eval_command"]
+
+_TIERS = ("canary", "full", "adversarial")
+
+
+def _runner_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON is used as JSON (numbers, lists, true)."""
+    from forgemind_hookspecs import UserError
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--runner-option {pair!r} must look like KEY=VALUE", field="runner-option")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+class _Progress:
+    """A ``ctx.progress`` that draws rich bars on stderr (only for people, never under --json)."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress
+
+        from ..clitools import err_console
+
+        self.progress = Progress(console=err_console(), transient=True)
+
+    def __call__(self, description: str, total: float | None = None) -> Any:
+        progress = self.progress
+        progress.start()
+        task_id = progress.add_task(description, total=total)
+
+        class Task:
+            def advance(self, n: float = 1, **fields: Any) -> None:
+                progress.advance(task_id, n)
+
+            def close(self) -> None:
+                progress.remove_task(task_id)
+                progress.stop()
+
+        return Task()
+
+
+class _Setup:
+    """What eval and compare share: the pack, the prompt format, the runner, the scorers."""
+
+    def __init__(
+        self,
+        forge: Any,
+        *,
+        pack_dir: Path | None,
+        prompt_format: str | None,
+        runner: str,
+        runner_option: Sequence[str],
+        scorer: str | None,
+        as_json: bool,
+    ) -> None:
+        from forgemind_hookspecs import UserError
+
+        if pack_dir is not None and prompt_format is not None:
+            raise UserError("give --pack or --prompt-format, not both", field="prompt-format")
+        self.forge = forge
+        self.pack = None
+        if pack_dir is not None:
+            from ..packs import load_pack
+
+            self.pack = load_pack(pack_dir)
+        self.prompt_format = self.pack.prompt_format if self.pack is not None else (prompt_format or "{input}")
+        self.runner_name = runner
+        self.runner_options = _runner_options(runner_option)
+        self.default_scorer = scorer or ("label_match" if self.pack is not None and self.pack.labels else "exact_match")
+        progress = _Progress() if not as_json and sys.stderr.isatty() else None
+        fields: dict[str, Any] = {"stage": "evaluate", "pack": self.pack}
+        if progress is not None:
+            fields["progress"] = progress
+        self.ctx = forge.context(**fields)
+        self._runner: Any = None
+
+    def suite(self, path: Path, tier: str) -> list[Any]:
+        from ..packs import load_suite
+
+        return load_suite(path, tier, labels=self.pack.labels if self.pack is not None else ())
+
+    def evaluate(self, checkpoint: Any, cases: Sequence[Any], tier: str, max_new_tokens: int) -> Any:
+        from ..trials import evaluate_checkpoint
+
+        if self._runner is None:
+            self._runner = self.forge.backend("runners", self.runner_name, self.runner_options, field="runner")
+        names = {self.default_scorer} | {c.checker for c in cases if c.checker}
+        scorers = {name: self.forge.backend("scorers", name, None, field="checker") for name in sorted(names)}
+        reports = evaluate_checkpoint(
+            checkpoint,
+            {tier: cases},
+            runner=self._runner,
+            scorers=scorers,
+            default_scorer=self.default_scorer,
+            prompt_format=self.prompt_format,
+            ctx=self.ctx,
+            canary_min=0.0,  # one tier, asked for explicitly: report it, never stop early
+            tiers=(tier,),
+            max_new_tokens=max_new_tokens,
+        )
+        return reports[tier]
+
+
+def _common(fn: Any) -> Any:
+    options = [
+        click.option("--runner", default="hf", show_default=True, help="Runner backend that generates the outputs."),
+        click.option("--runner-option", "-o", multiple=True, metavar="KEY=VALUE", help="Runner option (repeatable)."),
+        click.option("--pack", "pack_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Task pack folder: its prompt format and labels."),  # fmt: skip
+        click.option("--prompt-format", help="Prompt around each input; {input} marks the spot. Default: {input}."),
+        click.option("--tier", type=click.Choice(_TIERS), default="full", show_default=True,
+                     help="Tier the suite's cases belong to."),  # fmt: skip
+        click.option("--scorer", help="Scorer for cases without a checker (default: label_match with a pack "
+                                      "that has labels, else exact_match)."),  # fmt: skip
+        click.option("--max-new-tokens", type=click.IntRange(1), default=64, show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _short(text: str, n: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1] + "…"
+
+
+def _print_report(checkpoint: Any, report: Any, suite: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    cases = Table(title=f"{report.tier}: {escape(str(suite))} on {checkpoint.id}", title_justify="left")
+    for column in ("", "category", "input", "expected", "output", "why"):
+        cases.add_column(column)
+    for result in sorted(report.results, key=lambda r: r.passed):  # failures first: they need attention
+        cases.add_row(
+            "[green]✓[/]" if result.passed else "[red]✗[/]",
+            escape(result.category or "-"),
+            escape(_short(result.input, 60)),
+            escape(_short(result.expected, 30)),
+            escape(_short(result.output, 50)),
+            escape(_short(str(result.details.get("reason", "")), 60)),
+        )
+    out.print(cases)
+    metrics = report.metrics
+    cats = Table(title="per category", title_justify="left")
+    cats.add_column("category")
+    cats.add_column("n", justify="right")
+    cats.add_column("accuracy", justify="right")
+    for cat, acc in metrics["per_category"].items():
+        cats.add_row(escape(cat), str(metrics["per_category_n"][cat]), f"{acc:.1%}")
+    out.print(cats)
+    style = metrics["style"]
+    out.print(
+        f"[bold]accuracy {metrics['accuracy']:.1%}[/]  pass rate {metrics['pass_rate']:.1%}  n {metrics['n']}  "
+        f"distinct-1 {metrics['distinct_1']:.2f}  distinct-2 {metrics['distinct_2']:.2f}  "
+        f"format match {style['format_match']:.0%}  length ratio {style['length_ratio']:.2f}"
+    )
+
+
+@click.command("eval")
+@click.argument("checkpoint")
+@click.option("--suite", "suite_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL suite: one case per line (input, expected, category, checker?, meta?).")  # fmt: skip
+@_common
+@json_option
+@pass_forge
+def eval_command(
+    forge: Any,
+    checkpoint: str,
+    suite_path: Path,
+    runner: str,
+    runner_option: tuple[str, ...],
+    pack_dir: Path | None,
+    prompt_format: str | None,
+    tier: str,
+    scorer: str | None,
+    max_new_tokens: int,
+    as_json: bool,
+) -> None:
+    """Score CHECKPOINT (a checkpoint id or a model folder) on a suite file.
+
+    Prints every case (failures first), per-category and overall scores; --json for machines.
+    """
+    from forgemind_hookspecs import to_dict
+
+    from ..trials import resolve_checkpoint
+
+    setup = _Setup(forge, pack_dir=pack_dir, prompt_format=prompt_format, runner=runner,
+                   runner_option=runner_option, scorer=scorer, as_json=as_json)  # fmt: skip
+    cases = setup.suite(suite_path, tier)
+    ckpt = resolve_checkpoint(forge, checkpoint)
+    report = setup.evaluate(ckpt, cases, tier, max_new_tokens)
+    if as_json:
+        echo_json({"checkpoint": to_dict(ckpt), "suite": str(suite_path), "report": to_dict(report)})
+    else:
+        _print_report(ckpt, report, suite_path)
+
+
+@click.command("compare")
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--suite", "suite_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Evaluate every checkpoint on this suite now instead of using recorded reports.")  # fmt: skip
+@_common
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML report here.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Cases shown in the terminal.")
+@json_option
+@pass_forge
+def compare_command(
+    forge: Any,
+    checkpoints: tuple[str, ...],
+    suite_path: Path | None,
+    runner: str,
+    runner_option: tuple[str, ...],
+    pack_dir: Path | None,
+    prompt_format: str | None,
+    tier: str,
+    scorer: str | None,
+    max_new_tokens: int,
+    html_path: Path | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Compare checkpoints A B [C ...]: A is the baseline; regressions (A passed, later fails) first.
+
+    Uses the evaluations recorded by runs, or evaluates each checkpoint on --suite now.
+    """
+    from forgemind_hookspecs import UserError
+
+    from ..compare import compare_reports, load_recorded_reports, render_html, render_rich
+    from ..trials import resolve_checkpoint
+
+    if len(checkpoints) < 2:
+        raise UserError("compare needs at least two checkpoints", field="checkpoints")
+    resolved = [resolve_checkpoint(forge, ref) for ref in checkpoints]
+    seen: dict[str, str] = {}
+    for ref, ckpt in zip(checkpoints, resolved, strict=True):
+        if ckpt.id in seen:
+            raise UserError(f"{ref!r} and {seen[ckpt.id]!r} are the same checkpoint ({ckpt.id})", field="checkpoints")
+        seen[ckpt.id] = ref
+    reports: dict[str, Mapping[str, Any]] = {}
+    if suite_path is not None:
+        setup = _Setup(forge, pack_dir=pack_dir, prompt_format=prompt_format, runner=runner,
+                       runner_option=runner_option, scorer=scorer, as_json=as_json)  # fmt: skip
+        cases = setup.suite(suite_path, tier)
+        for ckpt in resolved:
+            reports[ckpt.id] = {tier: setup.evaluate(ckpt, cases, tier, max_new_tokens)}
+    else:
+        registry = forge.registry()
+        for ckpt in resolved:
+            reports[ckpt.id] = load_recorded_reports(registry, ckpt.id)
+    comparison = compare_reports(reports)
+    if html_path is not None:
+        try:
+            html_path.write_text(render_html(comparison), encoding="utf-8")
+        except OSError as error:
+            raise UserError(f"cannot write the HTML report ({error.strerror})", file=str(html_path)) from None
+    if as_json:
+        echo_json(comparison)
+    else:
+        render_rich(comparison, console(), max_cases=limit)
+        if html_path is not None:
+            console().print(f"HTML report: {html_path}")
