@@ -329,7 +329,8 @@ class _Run:
             if not labelled and (not isinstance(out, str) or not out.strip()):
                 self._reject(c, t, result.key, f"item {i} has no non-empty string 'output'")
                 continue
-            good.append((text, c if labelled and c is not None else str(out)))
+            # a label answer carries a leading space, as the template generator writes it
+            good.append((text, f" {c}" if labelled and c is not None else str(out)))
         if not good:
             if items == []:
                 self._reject(c, t, result.key, "answer has an empty 'examples' list")
@@ -340,9 +341,8 @@ class _Run:
         for text, completion in good:
             if self.wanted[c] <= 0:
                 break
-            prompt = text
-            if pack is not None:
-                prompt = pack.prompt_format.replace("{input}", text).replace("{task}", pack.task)
+            # only the literal {input} is replaced: str.format would choke on braces in code
+            prompt = pack.prompt_format.replace("{input}", text) if pack is not None else text
             example = Example(
                 prompt=prompt,
                 completion=completion,
@@ -356,6 +356,7 @@ class _Run:
                     cost_usd=result.cost_usd / share,
                 ),
                 meta={
+                    "input": text,
                     "request": result.key,
                     "provider": self.provider,
                     "generator_label": self.opts.label or self.opts.model,

@@ -85,7 +85,8 @@ def test_count_weights_and_sources(llm_server: FakeOpenAIServer, stage_context: 
     assert len({e.id for e in examples}) == 10
     for e in examples:
         assert e.prompt.startswith("Snippet:\n") and e.prompt.endswith("\nIssue:")
-        assert e.completion == e.category  # labelled pack: the label is the answer
+        assert e.completion == f" {e.category}"  # labelled pack: the label is the answer
+        assert e.meta["input"] in e.prompt
         assert e.source.generator == "openai" and e.source.model == "m"
         assert e.source.prompt_template in {"sqli", "safe"} and e.source.seed is not None
         assert e.source.tokens > 0
