@@ -17,9 +17,16 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from forgemind_hookspecs import EvalReport, UserError, from_dict
+from forgemind_hookspecs import TIERS, EvalReport, UserError, from_dict
 
-__all__ = ["STATUS_ORDER", "compare_reports", "load_recorded_reports", "render_html", "render_rich", "word_diff"]
+__all__ = [
+    "STATUS_ORDER",
+    "compare_reports",
+    "load_recorded_reports",
+    "render_html",
+    "render_rich",
+    "word_diff",
+]
 
 #: How cases are ordered: regressions first, then cases that fail everywhere, then the rest.
 STATUS_ORDER: tuple[str, ...] = ("regression", "missing", "still_failing", "improvement", "changed", "same")
@@ -84,7 +91,10 @@ def compare_reports(reports: Mapping[str, Mapping[str, EvalReport]]) -> dict[str
     if len(ids) < 2:
         raise UserError("compare needs at least two checkpoints", field="checkpoints")
     baseline = ids[0]
-    tiers = sorted({t for r in reports.values() for t in r}, key=lambda t: (("canary", "full", "adversarial") + (t,)).index(t))
+    tiers = sorted(
+        {t for r in reports.values() for t in r},
+        key=lambda t: (TIERS.index(t) if t in TIERS else len(TIERS), t),
+    )
     tier_rows: dict[str, Any] = {}
     case_rows: list[dict[str, Any]] = []
     regressions: list[dict[str, Any]] = []
@@ -148,7 +158,9 @@ def compare_reports(reports: Mapping[str, Mapping[str, EvalReport]]) -> dict[str
     }
 
 
-def _case_row(tier: str, case_id: str, results: Mapping[str, Any], ids: Sequence[str], baseline: str) -> dict[str, Any]:
+def _case_row(
+    tier: str, case_id: str, results: Mapping[str, Any], ids: Sequence[str], baseline: str
+) -> dict[str, Any]:
     first = next(iter(results.values()))
     base = results.get(baseline)
     outputs: dict[str, Any] = {}
@@ -246,7 +258,9 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
     for cid in ids:
         cases.add_column(cid)
     for row in comparison["cases"][:max_cases]:
-        style = {"regression": "bold red", "improvement": "green", "still_failing": "yellow"}.get(row["status"], "")
+        style = {"regression": "bold red", "improvement": "green", "still_failing": "yellow"}.get(
+            row["status"], ""
+        )
         cells = [
             f"[{style}]{row['status']}[/]" if style else row["status"],
             escape(f"{row['tier']} / {row['category'] or '-'}"),
@@ -261,7 +275,9 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
             mark = "✓" if out["passed"] else "✗"
             if "diff" in out:
                 text = "".join(
-                    escape(t) if op == "=" else (f"[red strike]{escape(t)}[/]" if op == "-" else f"[green]{escape(t)}[/]")
+                    escape(t)
+                    if op == "="
+                    else (f"[red strike]{escape(t)}[/]" if op == "-" else f"[green]{escape(t)}[/]")
                     for op, t in out["diff"]
                 )
             else:
@@ -304,8 +320,8 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f"<p>Baseline: <code>{e(comparison['baseline'])}</code>. "
-        f"<strong class=\"fail\">{len(comparison['regressions'])} regressions</strong>, "
-        f"<span class=\"pass\">{len(comparison['improvements'])} improvements</span>.</p>",
+        f'<strong class="fail">{len(comparison["regressions"])} regressions</strong>, '
+        f'<span class="pass">{len(comparison["improvements"])} improvements</span>.</p>',
         "<h2>Scores</h2><table><tr><th>tier / category</th>",
     ]
     parts += [f"<th>{e(cid)}</th>" for cid in ids]
@@ -327,8 +343,10 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
             parts += [delta_cell(values.get(c), deltas.get(c)) for c in ids[1:]]
             parts.append("</tr>")
     parts.append("</table>")
-    parts.append("<h2>Cases (regressions first)</h2><table><tr><th>status</th><th>tier / category</th>"
-                 "<th>input</th><th>expected</th>")  # fmt: skip
+    parts.append(
+        "<h2>Cases (regressions first)</h2><table><tr><th>status</th><th>tier / category</th>"
+        "<th>input</th><th>expected</th>"
+    )
     parts += [f"<th>{e(cid)}</th>" for cid in ids]
     parts.append("</tr>")
     for row in comparison["cases"]:
@@ -350,7 +368,7 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
                 )
             else:
                 body = e(out["output"])
-            reason = f'<br><small>{e(out["reason"])}</small>' if out.get("reason") else ""
+            reason = f"<br><small>{e(out['reason'])}</small>" if out.get("reason") else ""
             parts.append(f"<td>{mark}<pre>{body}</pre>{reason}</td>")
         parts.append("</tr>")
     parts.append("</table></body></html>")

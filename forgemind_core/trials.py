@@ -256,7 +256,9 @@ def evaluate_checkpoint(
                 f"canary accuracy {metrics['accuracy']:.1%} is below canary_min {canary_min:.1%}; "
                 f"not run: {', '.join(later) or 'nothing else'}"
             )
-        reports[tier] = EvalReport(checkpoint_id=checkpoint.id, tier=tier, results=tuple(results), metrics=metrics)
+        reports[tier] = EvalReport(
+            checkpoint_id=checkpoint.id, tier=tier, results=tuple(results), metrics=metrics
+        )
         ctx.emit("metric", {"name": f"eval.{tier}.accuracy", "value": metrics["accuracy"], "step": 0})
         if stop:
             break
@@ -307,8 +309,9 @@ def data_diversity(
         dim = len(unit[0])
         centroid = [sum(v[i] for v in unit) / len(unit) for i in range(dim)]
         c_norm = math.sqrt(sum(x * x for x in centroid)) or 1.0
-        out["embedding_spread"] = sum(1.0 - sum(a * b for a, b in zip(v, centroid, strict=True)) / c_norm
-                                      for v in unit) / len(unit)  # fmt: skip
+        out["embedding_spread"] = sum(
+            1.0 - sum(a * b for a, b in zip(v, centroid, strict=True)) / c_norm for v in unit
+        ) / len(unit)
     return out
 
 
@@ -324,7 +327,9 @@ def local_embedder(model_path: str | Path) -> Callable[[list[str]], Sequence[Seq
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise UserError("embedding spread needs sentence-transformers (pip install sentence-transformers)") from None
+        raise UserError(
+            "embedding spread needs sentence-transformers (pip install sentence-transformers)"
+        ) from None
     model = SentenceTransformer(str(path), device="cpu")
 
     def embed(texts: list[str]) -> Sequence[Sequence[float]]:
@@ -357,7 +362,9 @@ def resolve_checkpoint(forge: Any, ref: str) -> Checkpoint:
             try:
                 data = json.loads(manifest.read_text(encoding="utf-8"))
             except json.JSONDecodeError as error:
-                raise ConfigError(f"not valid JSON ({error.msg})", file=str(manifest), line=error.lineno) from None
+                raise ConfigError(
+                    f"not valid JSON ({error.msg})", file=str(manifest), line=error.lineno
+                ) from None
             try:
                 checkpoint = from_dict(Checkpoint, data)
             except Exception as error:  # cattrs raises a group of errors; one sentence is enough
@@ -373,5 +380,7 @@ def resolve_checkpoint(forge: Any, ref: str) -> Checkpoint:
         )
     row = forge.registry().checkpoint(ref)
     if row is None:
-        raise UserError(f"{ref!r} is neither a folder nor a checkpoint id known to the registry", field="checkpoint")
+        raise UserError(
+            f"{ref!r} is neither a folder nor a checkpoint id known to the registry", field="checkpoint"
+        )
     return from_dict(Checkpoint, row["checkpoint"])

@@ -106,7 +106,9 @@ def test_label_match_uses_the_pack_labels() -> None:
 
 def test_regex_pass_fail_and_modes() -> None:
     assert _one(RegexScorer(), r"B60[0-9]", "the answer is B602").passed
-    assert not _one(RegexScorer(RegexScorer.Options(mode="fullmatch")), r"B60[0-9]", "the answer is B602").passed
+    assert not _one(
+        RegexScorer(RegexScorer.Options(mode="fullmatch")), r"B60[0-9]", "the answer is B602"
+    ).passed
     assert _one(RegexScorer(RegexScorer.Options(flags="i")), r"^yes$", "YES").passed
 
 
@@ -147,14 +149,18 @@ def test_python_ast_checks_without_executing() -> None:
     assert not result.passed
     assert result.score == pytest.approx(2 / 3)  # parses, defines clean, but calls os.system
     assert "os.system" in result.details["reason"]
-    good = _one(PythonAstScorer(), "", "def clean(p):\n    return p.strip()\n", meta={"must_define": ["clean"]})
+    good = _one(
+        PythonAstScorer(), "", "def clean(p):\n    return p.strip()\n", meta={"must_define": ["clean"]}
+    )
     assert good.passed and good.score == 1.0
 
 
 def test_python_ast_syntax_error_and_obfuscated_calls() -> None:
     broken = _one(PythonAstScorer(), "", "def f(:\n  pass")
     assert not broken.passed and broken.score == 0.0 and "does not parse" in broken.details["reason"]
-    tree = ast.parse('import subprocess\nfrom pickle import loads\ngetattr(subprocess, "run")("ls")\nloads(b"")\n')
+    tree = ast.parse(
+        'import subprocess\nfrom pickle import loads\ngetattr(subprocess, "run")("ls")\nloads(b"")\n'
+    )
     assert {"subprocess.run", "pickle.loads", "getattr"} <= called_names(tree)
     scorer = PythonAstScorer(PythonAstScorer.Options(must_not_call=("subprocess.*",)))
     assert not _one(scorer, "", 'import subprocess\ngetattr(subprocess, "run")("ls")').passed
@@ -162,21 +168,28 @@ def test_python_ast_syntax_error_and_obfuscated_calls() -> None:
 
 # --- perturb adversary -------------------------------------------------------------------------------
 
-CODE = '''import subprocess
+CODE = """import subprocess
 import hashlib
 
 def run_cmd(cmd, user):
     digest = hashlib.md5(user.encode()).hexdigest()
     subprocess.run(cmd, shell=True, check=False)
     return digest
-'''
+"""
 
 
 def _cases() -> list[EvalCase]:
     return [
-        EvalCase(input=f"Review this code:\n```python\n{CODE}```\nLabel:", expected="B602", category="B602",
-                 checker="label_match", meta={"source": "hand"}),  # fmt: skip
-        EvalCase(input="password = input()\nhashlib.md5(password.encode())", expected="B303", category="B303"),
+        EvalCase(
+            input=f"Review this code:\n```python\n{CODE}```\nLabel:",
+            expected="B602",
+            category="B602",
+            checker="label_match",
+            meta={"source": "hand"},
+        ),
+        EvalCase(
+            input="password = input()\nhashlib.md5(password.encode())", expected="B303", category="B303"
+        ),
         EvalCase(input="I really loved this wonderful movie.", expected="positive", category="sentiment"),
     ]
 
@@ -193,7 +206,11 @@ def test_perturb_is_deterministic_distinct_and_keeps_labels() -> None:
     for case in first:
         source = sources[case.meta["derived_from"]]
         assert case.tier == "adversarial"
-        assert (case.expected, case.category, case.checker) == (source.expected, source.category, source.checker)
+        assert (case.expected, case.category, case.checker) == (
+            source.expected,
+            source.category,
+            source.checker,
+        )
         code = find_code(case.input)
         if find_code(source.input) is not None:
             assert code is not None, case.input  # code stays valid Python

@@ -50,7 +50,9 @@ class DictRunner:
         self.answers = answers
         self.batches: list[list[str]] = []
 
-    def generate(self, checkpoint: Checkpoint, prompts: Sequence[str], ctx: StageContext, **kw: Any) -> list[str]:
+    def generate(
+        self, checkpoint: Checkpoint, prompts: Sequence[str], ctx: StageContext, **kw: Any
+    ) -> list[str]:
         self.batches.append(list(prompts))
         return [self.answers.get(p, "") for p in prompts]
 
@@ -107,8 +109,16 @@ def test_tiers_run_in_order_with_per_category_metrics() -> None:
     progress = Progress()
     emitted: list[tuple[str, dict[str, Any]]] = []
     ctx = StageContext(progress=progress, emit=lambda kind, payload: emitted.append((kind, dict(payload))))
-    reports = evaluate_checkpoint(CKPT, _suites(), runner=runner, scorers=SCORERS, default_scorer="label_match",
-                                  prompt_format="Q: {input}", ctx=ctx, batch_size=2)  # fmt: skip
+    reports = evaluate_checkpoint(
+        CKPT,
+        _suites(),
+        runner=runner,
+        scorers=SCORERS,
+        default_scorer="label_match",
+        prompt_format="Q: {input}",
+        ctx=ctx,
+        batch_size=2,
+    )
     assert list(reports) == ["canary", "full", "adversarial"]
     assert [b[0] for b in runner.batches] == ["Q: c1", "Q: f1", "Q: f3", "Q: f5", "Q: adv {x}"]
     assert max(len(b) for b in runner.batches) == 2
@@ -122,46 +132,86 @@ def test_tiers_run_in_order_with_per_category_metrics() -> None:
     assert progress.calls == [("evaluate canary", 2), ("evaluate full", 5), ("evaluate adversarial", 1)]
     assert progress.advanced == 8 and progress.closed == 3
     assert [p["name"] for k, p in emitted if k == "metric"] == [
-        "eval.canary.accuracy", "eval.full.accuracy", "eval.adversarial.accuracy"]  # fmt: skip
+        "eval.canary.accuracy",
+        "eval.full.accuracy",
+        "eval.adversarial.accuracy",
+    ]
 
 
 def test_canary_failure_stops_before_the_full_benchmark() -> None:
     runner = DictRunner({**ANSWERS, "Q: c2": "B602"})
-    reports = evaluate_checkpoint(CKPT, _suites(), runner=runner, scorers=SCORERS, default_scorer="label_match",
-                                  prompt_format="Q: {input}", ctx=StageContext())  # fmt: skip
+    reports = evaluate_checkpoint(
+        CKPT,
+        _suites(),
+        runner=runner,
+        scorers=SCORERS,
+        default_scorer="label_match",
+        prompt_format="Q: {input}",
+        ctx=StageContext(),
+    )
     assert list(reports) == ["canary"]
     metrics = reports["canary"].metrics
     assert metrics["stopped"] is True and metrics["accuracy"] == 0.5
     assert "full, adversarial" in metrics["stop_reason"]
     assert all(not p.startswith("Q: f") for batch in runner.batches for p in batch)
-    relaxed = evaluate_checkpoint(CKPT, _suites(), runner=DictRunner({**ANSWERS, "Q: c2": "B602"}), scorers=SCORERS,
-                                  default_scorer="label_match", prompt_format="Q: {input}", ctx=StageContext(),
-                                  canary_min=0.5)  # fmt: skip
+    relaxed = evaluate_checkpoint(
+        CKPT,
+        _suites(),
+        runner=DictRunner({**ANSWERS, "Q: c2": "B602"}),
+        scorers=SCORERS,
+        default_scorer="label_match",
+        prompt_format="Q: {input}",
+        ctx=StageContext(),
+        canary_min=0.5,
+    )
     assert list(relaxed) == ["canary", "full", "adversarial"]
 
 
 def test_prompt_format_keeps_braces_and_tiers_argument_selects() -> None:
     code = 'd = {"a": 1}; f"{d}"'
     runner = DictRunner({f"```{code}```": "B602"})
-    reports = evaluate_checkpoint(CKPT, {"full": [_case("full", code, "B602")], "canary": [_case("canary", "c", "x")]},
-                                  runner=runner, scorers=SCORERS, default_scorer="label_match",
-                                  prompt_format="```{input}```", ctx=StageContext(), tiers=("full",))  # fmt: skip
+    reports = evaluate_checkpoint(
+        CKPT,
+        {"full": [_case("full", code, "B602")], "canary": [_case("canary", "c", "x")]},
+        runner=runner,
+        scorers=SCORERS,
+        default_scorer="label_match",
+        prompt_format="```{input}```",
+        ctx=StageContext(),
+        tiers=("full",),
+    )
     assert list(reports) == ["full"] and reports["full"].metrics["accuracy"] == 1.0
 
 
 def test_unknown_checker_and_broken_runner_are_reported() -> None:
     suites = {"full": [_case("full", "a", "x", checker="llm_judge")]}
     with pytest.raises(ConfigError, match="llm_judge"):
-        evaluate_checkpoint(CKPT, suites, runner=DictRunner({}), scorers=SCORERS, default_scorer="exact_match",
-                            prompt_format="{input}", ctx=StageContext())  # fmt: skip
+        evaluate_checkpoint(
+            CKPT,
+            suites,
+            runner=DictRunner({}),
+            scorers=SCORERS,
+            default_scorer="exact_match",
+            prompt_format="{input}",
+            ctx=StageContext(),
+        )
 
     class Short(DictRunner):
-        def generate(self, checkpoint: Checkpoint, prompts: Sequence[str], ctx: StageContext, **kw: Any) -> list[str]:
+        def generate(
+            self, checkpoint: Checkpoint, prompts: Sequence[str], ctx: StageContext, **kw: Any
+        ) -> list[str]:
             return []
 
     with pytest.raises(PluginError, match="0 outputs for 1 prompts"):
-        evaluate_checkpoint(CKPT, {"full": [_case("full", "a", "x")]}, runner=Short({}), scorers=SCORERS,
-                            default_scorer="exact_match", prompt_format="{input}", ctx=StageContext())  # fmt: skip
+        evaluate_checkpoint(
+            CKPT,
+            {"full": [_case("full", "a", "x")]},
+            runner=Short({}),
+            scorers=SCORERS,
+            default_scorer="exact_match",
+            prompt_format="{input}",
+            ctx=StageContext(),
+        )
 
 
 def test_diversity_and_style_metrics() -> None:
@@ -189,7 +239,9 @@ def test_data_diversity_with_and_without_embeddings() -> None:
     assert data_diversity(varied, embed=embed)["embedding_spread"] > 0.05
 
 
-def test_local_evaluate_metric_module_agrees_with_plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_evaluate_metric_module_agrees_with_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
         monkeypatch.setenv(var, "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -250,7 +302,9 @@ class FolderRunner:
     def __init__(self, options: Any) -> None:
         self.options = options
 
-    def generate(self, checkpoint: Checkpoint, prompts: Sequence[str], ctx: StageContext, **kw: Any) -> list[str]:
+    def generate(
+        self, checkpoint: Checkpoint, prompts: Sequence[str], ctx: StageContext, **kw: Any
+    ) -> list[str]:
         answers = json.loads((Path(checkpoint.path) / "answers.json").read_text())
         return [answers.get(p, "") for p in prompts]
 
@@ -289,12 +343,28 @@ SUITE_ROWS = [
 def test_forge_eval_json_and_table(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    model = write_model(tmp_path / "m", {"Label: a = eval(x)": "B307", "Label: subprocess.run(c, shell=True)": "B602",
-                                         "Label: x = 1": "B602"})  # fmt: skip
+    model = write_model(
+        tmp_path / "m",
+        {
+            "Label: a = eval(x)": "B307",
+            "Label: subprocess.run(c, shell=True)": "B602",
+            "Label: x = 1": "B602",
+        },
+    )
     suite = write_suite(tmp_path / "suite.jsonl", SUITE_ROWS)
     cli = make_cli(tmp_path / "home")
-    args = ["eval", str(model), "--suite", str(suite), "--runner", "folder", "--prompt-format", "Label: {input}",
-            "--scorer", "label_match"]  # fmt: skip
+    args = [
+        "eval",
+        str(model),
+        "--suite",
+        str(suite),
+        "--runner",
+        "folder",
+        "--prompt-format",
+        "Label: {input}",
+        "--scorer",
+        "label_match",
+    ]
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -317,9 +387,31 @@ def test_forge_eval_bad_suite_exits_2_with_one_sentence(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["eval", str(model), "--suite", str(suite), "--runner", "folder"])
     assert result.exit_code == 2
     assert "bad.jsonl:2" in result.output and "input" in result.output and "Traceback" not in result.output
-    both = CliRunner().invoke(cli, ["eval", str(model), "--suite", str(suite), "--runner", "folder",
-                                    "--pack", str(tmp_path), "--prompt-format", "{input}"])  # fmt: skip
+    both = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(model),
+            "--suite",
+            str(suite),
+            "--runner",
+            "folder",
+            "--pack",
+            str(tmp_path),
+            "--prompt-format",
+            "{input}",
+        ],
+    )
     assert both.exit_code == 2 and "not both" in both.output
-    unknown = CliRunner().invoke(cli, ["eval", str(tmp_path / "missing-model"), "--suite",
-                                       str(write_suite(tmp_path / "ok.jsonl", SUITE_ROWS)), "--runner", "folder"])  # fmt: skip
+    unknown = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(tmp_path / "missing-model"),
+            "--suite",
+            str(write_suite(tmp_path / "ok.jsonl", SUITE_ROWS)),
+            "--runner",
+            "folder",
+        ],
+    )
     assert unknown.exit_code in (1, 2) and "Traceback" not in unknown.output

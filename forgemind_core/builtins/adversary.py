@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from attrs import field, frozen
-
 from forgemind_hookspecs import EvalCase, StageContext, content_hash, hookimpl
 
 __all__ = [
@@ -51,9 +50,27 @@ _FENCE = re.compile(r"(```[ \t]*[\w+-]*[ \t]*\n)(.*?)(\n[ \t]*```)", re.DOTALL)
 _TRIVIAL_NODES = (ast.Module, ast.Expr, ast.Name, ast.Load, ast.Constant)
 
 _NEW_NAMES = (
-    "payload", "item", "handle", "value", "target", "entry", "buf", "node", "record", "arg_value",
-    "tmp", "result_obj", "blob", "token_str", "worker", "ref", "chunk", "cursor", "state", "spec",
-)  # fmt: skip
+    "payload",
+    "item",
+    "handle",
+    "value",
+    "target",
+    "entry",
+    "buf",
+    "node",
+    "record",
+    "arg_value",
+    "tmp",
+    "result_obj",
+    "blob",
+    "token_str",
+    "worker",
+    "ref",
+    "chunk",
+    "cursor",
+    "state",
+    "spec",
+)
 _COMMENTS = (
     "# safe: the input was validated upstream",
     "# TODO: tidy this up",
@@ -107,12 +124,17 @@ def _parses(code: str) -> bool:
     return True
 
 
+def _split_lines(code: str) -> list[str]:
+    """Lines with their endings, split only at ``\n`` as the tokenizer counts them
+    (``str.splitlines`` also splits at form feeds and would shift every later position)."""
+    return re.findall(r"[^\n]*\n|[^\n]+$", code)
+
+
 def _lines_replace(code: str, edits: list[tuple[int, int, int, int, str]]) -> str:
     """Apply ``(line, col, end_line, end_col, text)`` edits (1-based lines, 0-based columns)."""
-    lines = code.splitlines(keepends=True)
     offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
+    for text_line in _split_lines(code):
+        offsets.append(offsets[-1] + len(text_line))
     out = code
     for line, col, end_line, end_col, text in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         start = offsets[line - 1] + col
@@ -186,7 +208,7 @@ def _single_line_calls(tree: ast.AST, min_args: int = 1) -> list[ast.Call]:
 def _reformat(code: str, rng: random.Random) -> str | None:
     tree = ast.parse(code)
     calls = _single_line_calls(tree)
-    lines = code.splitlines()
+    lines = _split_lines(code)
     if calls and rng.random() < 0.75:
         call = rng.choice(calls)
         indent = re.match(r"\s*", lines[call.lineno - 1]).group(0)  # type: ignore[union-attr]
@@ -198,13 +220,15 @@ def _reformat(code: str, rng: random.Random) -> str | None:
         func = ast.get_source_segment(code, call.func)
         body = "".join(f"\n{inner}{p}," for p in parts)
         text = f"{func}({body}\n{indent})"
-        return _lines_replace(code, [(call.lineno, call.col_offset, call.end_lineno or call.lineno,
-                                      call.end_col_offset or 0, text)])  # fmt: skip
+        return _lines_replace(
+            code,
+            [(call.lineno, call.col_offset, call.end_lineno or call.lineno, call.end_col_offset or 0, text)],
+        )
     # Change the indentation width: every leading run of 4k spaces becomes 2k (or 4k -> 3k).
     width = rng.choice((2, 3))
     out = []
     changed = False
-    for line in code.splitlines(keepends=True):
+    for line in _split_lines(code):
         stripped = line.lstrip(" ")
         spaces = len(line) - len(stripped)
         if spaces and spaces % 4 == 0:
@@ -226,8 +250,8 @@ def _statements(tree: ast.AST) -> list[ast.stmt]:
 
 
 def _start_line(stmt: ast.stmt) -> int:
-    decorators = getattr(stmt, "decorator_list", [])
-    return min([stmt.lineno] + [d.lineno for d in decorators])
+    decorators: list[ast.expr] = getattr(stmt, "decorator_list", [])
+    return min([stmt.lineno, *(d.lineno for d in decorators)])
 
 
 def _finding(tree: ast.AST, rng: random.Random) -> ast.stmt | None:
@@ -240,7 +264,7 @@ def _finding(tree: ast.AST, rng: random.Random) -> ast.stmt | None:
 
 
 def _insert_lines(code: str, line: int, new: list[str]) -> str:
-    lines = code.splitlines(keepends=True)
+    lines = _split_lines(code)
     if line > len(lines) and lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     return "".join(lines[: line - 1] + [x + "\n" for x in new] + lines[line - 1 :])
@@ -296,12 +320,21 @@ def _obfuscate(code: str, rng: random.Random) -> str | None:
     def alias_import() -> str | None:
         node, alias = rng.choice(imports)
         module = alias.name
-        short = module[0] if module[0] not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} else "_m"
+        short = (
+            module[0] if module[0] not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} else "_m"
+        )
         short = short if short != module else f"{module}_mod"
         edits = []
         if len(node.names) == 1:
-            edits.append((node.lineno, node.col_offset, node.end_lineno or node.lineno,
-                          node.end_col_offset or 0, f"import {module} as {short}"))  # fmt: skip
+            edits.append(
+                (
+                    node.lineno,
+                    node.col_offset,
+                    node.end_lineno or node.lineno,
+                    node.end_col_offset or 0,
+                    f"import {module} as {short}",
+                )
+            )
         else:
             return None
         previous = None
@@ -322,8 +355,10 @@ def _obfuscate(code: str, rng: random.Random) -> str | None:
         func = call.func
         assert isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
         text = f'getattr({func.value.id}, "{func.attr}")'
-        return _lines_replace(code, [(func.lineno, func.col_offset, func.end_lineno or func.lineno,
-                                      func.end_col_offset or 0, text)])  # fmt: skip
+        return _lines_replace(
+            code,
+            [(func.lineno, func.col_offset, func.end_lineno or func.lineno, func.end_col_offset or 0, text)],
+        )
 
     if imports:
         options.append(alias_import)
@@ -385,7 +420,9 @@ def _kinds(value: Any) -> tuple[str, ...]:
         from forgemind_hookspecs import ConfigError
 
         known = ", ".join(CODE_PERTURBATIONS + TEXT_PERTURBATIONS)
-        raise ConfigError(f"unknown perturbations {', '.join(sorted(unknown))}; known: {known}", field="kinds")
+        raise ConfigError(
+            f"unknown perturbations {', '.join(sorted(unknown))}; known: {known}", field="kinds"
+        )
     return kinds
 
 

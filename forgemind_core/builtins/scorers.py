@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from attrs import field, frozen
-
 from forgemind_hookspecs import DataError, EvalCase, EvalResult, StageContext, hookimpl
 
 __all__ = [
@@ -212,7 +211,9 @@ class LabelMatchScorer:
             else:
                 why = f"answered {predicted!r}, expected {expected!r}"
             results.append(
-                _result(case, output, self.name, 1.0 if ok else 0.0, ok, {"predicted": predicted, "reason": why})
+                _result(
+                    case, output, self.name, 1.0 if ok else 0.0, ok, {"predicted": predicted, "reason": why}
+                )
             )
         return results
 
@@ -240,10 +241,14 @@ class RegexScorer:
     def __init__(self, options: RegexScorer.Options | None = None) -> None:
         self.options = options or self.Options()
         if self.options.mode not in ("search", "match", "fullmatch"):
-            raise DataError(f"mode must be search, match or fullmatch, not {self.options.mode!r}", field="mode")
+            raise DataError(
+                f"mode must be search, match or fullmatch, not {self.options.mode!r}", field="mode"
+            )
         unknown = set(self.options.flags) - set(_FLAGS)
         if unknown:
-            raise DataError(f"unknown regex flags {''.join(sorted(unknown))!r}; use letters of 'imsx'", field="flags")
+            raise DataError(
+                f"unknown regex flags {''.join(sorted(unknown))!r}; use letters of 'imsx'", field="flags"
+            )
 
     def score(self, cases: Sequence[EvalCase], outputs: Sequence[str], ctx: StageContext) -> list[EvalResult]:
         """Score each output: 1.0 when the pattern matches (per ``mode``), else 0.0."""
@@ -298,7 +303,9 @@ class JsonSchemaScorer:
                 try:
                     schema = json.loads(schema)
                 except json.JSONDecodeError as error:
-                    raise DataError(f"case {case.id}: meta.schema is not JSON ({error.msg})", field="meta.schema") from None
+                    raise DataError(
+                        f"case {case.id}: meta.schema is not JSON ({error.msg})", field="meta.schema"
+                    ) from None
             if schema is not None:
                 try:
                     validator_cls = jsonschema.validators.validator_for(schema)
@@ -315,7 +322,9 @@ class JsonSchemaScorer:
                 results.append(_result(case, output, self.name, 0.0, False, {"reason": why}))
                 continue
             if schema is None:
-                results.append(_result(case, output, self.name, 1.0, True, {"reason": "valid JSON (no schema)"}))
+                results.append(
+                    _result(case, output, self.name, 1.0, True, {"reason": "valid JSON (no schema)"})
+                )
                 continue
             errors = sorted(validator_cls(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
             if errors:
@@ -324,7 +333,9 @@ class JsonSchemaScorer:
                 details = {"reason": f"{where}: {first.message}", "errors": len(errors)}
                 results.append(_result(case, output, self.name, 0.0, False, details))
             else:
-                results.append(_result(case, output, self.name, 1.0, True, {"reason": "valid against the schema"}))
+                results.append(
+                    _result(case, output, self.name, 1.0, True, {"reason": "valid against the schema"})
+                )
         return results
 
 
@@ -431,7 +442,9 @@ class PythonAstScorer:
                 tree = ast.parse(source)
             except (SyntaxError, ValueError) as error:
                 line = getattr(error, "lineno", None)
-                why = f"does not parse as Python: {getattr(error, 'msg', error)}" + (f" (line {line})" if line else "")
+                why = f"does not parse as Python: {getattr(error, 'msg', error)}" + (
+                    f" (line {line})" if line else ""
+                )
                 results.append(_result(case, output, self.name, 0.0, False, {"reason": why, "checks": total}))
                 continue
             defined = {
@@ -442,7 +455,9 @@ class PythonAstScorer:
             calls = called_names(tree)
             failures: list[str] = []
             failures += [f"does not define {n!r}" for n in must_define if n not in defined]
-            failures += [f"does not call {n!r}" for n in must_call if not any(fnmatch.fnmatchcase(c, n) for c in calls)]
+            failures += [
+                f"does not call {n!r}" for n in must_call if not any(fnmatch.fnmatchcase(c, n) for c in calls)
+            ]
             hits = sorted(c for c in calls if any(fnmatch.fnmatchcase(c, p) for p in must_not_call))
             if hits:
                 failures.append(f"calls forbidden {', '.join(hits)}")

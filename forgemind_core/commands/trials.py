@@ -88,10 +88,14 @@ class _Setup:
             from ..packs import load_pack
 
             self.pack = load_pack(pack_dir)
-        self.prompt_format = self.pack.prompt_format if self.pack is not None else (prompt_format or "{input}")
+        self.prompt_format = (
+            self.pack.prompt_format if self.pack is not None else (prompt_format or "{input}")
+        )
         self.runner_name = runner
         self.runner_options = _runner_options(runner_option)
-        self.default_scorer = scorer or ("label_match" if self.pack is not None and self.pack.labels else "exact_match")
+        self.default_scorer = scorer or (
+            "label_match" if self.pack is not None and self.pack.labels else "exact_match"
+        )
         progress = _Progress() if not as_json and sys.stderr.isatty() else None
         fields: dict[str, Any] = {"stage": "evaluate", "pack": self.pack}
         if progress is not None:
@@ -108,7 +112,9 @@ class _Setup:
         from ..trials import evaluate_checkpoint
 
         if self._runner is None:
-            self._runner = self.forge.backend("runners", self.runner_name, self.runner_options, field="runner")
+            self._runner = self.forge.backend(
+                "runners", self.runner_name, self.runner_options, field="runner"
+            )
         names = {self.default_scorer} | {c.checker for c in cases if c.checker}
         scorers = {name: self.forge.backend("scorers", name, None, field="checker") for name in sorted(names)}
         reports = evaluate_checkpoint(
@@ -128,15 +134,33 @@ class _Setup:
 
 def _common(fn: Any) -> Any:
     options = [
-        click.option("--runner", default="hf", show_default=True, help="Runner backend that generates the outputs."),
-        click.option("--runner-option", "-o", multiple=True, metavar="KEY=VALUE", help="Runner option (repeatable)."),
-        click.option("--pack", "pack_dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Task pack folder: its prompt format and labels."),  # fmt: skip
-        click.option("--prompt-format", help="Prompt around each input; {input} marks the spot. Default: {input}."),
-        click.option("--tier", type=click.Choice(_TIERS), default="full", show_default=True,
-                     help="Tier the suite's cases belong to."),  # fmt: skip
-        click.option("--scorer", help="Scorer for cases without a checker (default: label_match with a pack "
-                                      "that has labels, else exact_match)."),  # fmt: skip
+        click.option(
+            "--runner", default="hf", show_default=True, help="Runner backend that generates the outputs."
+        ),
+        click.option(
+            "--runner-option", "-o", multiple=True, metavar="KEY=VALUE", help="Runner option (repeatable)."
+        ),
+        click.option(
+            "--pack",
+            "pack_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Task pack folder: its prompt format and labels.",
+        ),
+        click.option(
+            "--prompt-format", help="Prompt around each input; {input} marks the spot. Default: {input}."
+        ),
+        click.option(
+            "--tier",
+            type=click.Choice(_TIERS),
+            default="full",
+            show_default=True,
+            help="Tier the suite's cases belong to.",
+        ),
+        click.option(
+            "--scorer",
+            help="Scorer for cases without a checker (default: label_match with a pack "
+            "that has labels, else exact_match).",
+        ),
         click.option("--max-new-tokens", type=click.IntRange(1), default=64, show_default=True),
     ]
     for option in reversed(options):
@@ -185,8 +209,13 @@ def _print_report(checkpoint: Any, report: Any, suite: Path) -> None:
 
 @click.command("eval")
 @click.argument("checkpoint")
-@click.option("--suite", "suite_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSONL suite: one case per line (input, expected, category, checker?, meta?).")  # fmt: skip
+@click.option(
+    "--suite",
+    "suite_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL suite: one case per line (input, expected, category, checker?, meta?).",
+)
 @_common
 @json_option
 @pass_forge
@@ -211,8 +240,15 @@ def eval_command(
 
     from ..trials import resolve_checkpoint
 
-    setup = _Setup(forge, pack_dir=pack_dir, prompt_format=prompt_format, runner=runner,
-                   runner_option=runner_option, scorer=scorer, as_json=as_json)  # fmt: skip
+    setup = _Setup(
+        forge,
+        pack_dir=pack_dir,
+        prompt_format=prompt_format,
+        runner=runner,
+        runner_option=runner_option,
+        scorer=scorer,
+        as_json=as_json,
+    )
     cases = setup.suite(suite_path, tier)
     ckpt = resolve_checkpoint(forge, checkpoint)
     report = setup.evaluate(ckpt, cases, tier, max_new_tokens)
@@ -224,12 +260,22 @@ def eval_command(
 
 @click.command("compare")
 @click.argument("checkpoints", nargs=-1, required=True)
-@click.option("--suite", "suite_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Evaluate every checkpoint on this suite now instead of using recorded reports.")  # fmt: skip
+@click.option(
+    "--suite",
+    "suite_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Evaluate every checkpoint on this suite now instead of using recorded reports.",
+)
 @_common
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a self-contained HTML report here.")  # fmt: skip
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Cases shown in the terminal.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report here.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1), default=50, show_default=True, help="Cases shown in the terminal."
+)
 @json_option
 @pass_forge
 def compare_command(
@@ -262,12 +308,21 @@ def compare_command(
     seen: dict[str, str] = {}
     for ref, ckpt in zip(checkpoints, resolved, strict=True):
         if ckpt.id in seen:
-            raise UserError(f"{ref!r} and {seen[ckpt.id]!r} are the same checkpoint ({ckpt.id})", field="checkpoints")
+            raise UserError(
+                f"{ref!r} and {seen[ckpt.id]!r} are the same checkpoint ({ckpt.id})", field="checkpoints"
+            )
         seen[ckpt.id] = ref
     reports: dict[str, Mapping[str, Any]] = {}
     if suite_path is not None:
-        setup = _Setup(forge, pack_dir=pack_dir, prompt_format=prompt_format, runner=runner,
-                       runner_option=runner_option, scorer=scorer, as_json=as_json)  # fmt: skip
+        setup = _Setup(
+            forge,
+            pack_dir=pack_dir,
+            prompt_format=prompt_format,
+            runner=runner,
+            runner_option=runner_option,
+            scorer=scorer,
+            as_json=as_json,
+        )
         cases = setup.suite(suite_path, tier)
         for ckpt in resolved:
             reports[ckpt.id] = {tier: setup.evaluate(ckpt, cases, tier, max_new_tokens)}
