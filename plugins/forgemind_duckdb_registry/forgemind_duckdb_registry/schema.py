@@ -94,12 +94,13 @@ SCHEMA_VERSION: int = max(MIGRATIONS)
 
 def schema_version(con: Any) -> int:
     """The schema version of an open database (0 for an empty one)."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'"
-    ).fetchone()[0]
-    if not exists:
+    import duckdb
+
+    try:
+        # Asking ``meta`` directly costs ~1 ms; information_schema costs ~10 ms on every open.
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.CatalogException:
         return 0
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _registry_events import Stream
@@ -116,7 +117,7 @@ def test_writer_killed_mid_batch_loses_and_duplicates_nothing(forge_home: Path) 
 
 
 def test_bounded_wait_raises_registry_busy_and_writes_survive(
-    forge_home: Path, monkeypatch: pytest.MonkeyPatch
+    forge_home: Path, monkeypatch: pytest.MonkeyPatch, captured_logs: list[dict[str, Any]]
 ) -> None:
     ev = Stream("run-b")
     plugin.forgemind_record([ev("run.started", {"goal": {"name": "g"}})], str(forge_home))
@@ -134,7 +135,9 @@ def test_bounded_wait_raises_registry_busy_and_writes_survive(
         assert "\n" not in str(caught.value)
         # A writer does not fail: its events are in the journal, to be ingested later.
         monkeypatch.setenv("FORGEMIND_REGISTRY_TIMEOUT", "0.3")
+        monkeypatch.setenv("FORGEMIND_REGISTRY_INGEST_INTERVAL", "0")  # make it try to ingest now
         plugin.forgemind_record([ev("metric", {"name": "m", "value": 3.0, "step": 1})], str(forge_home))
+        assert [e["event"] for e in captured_logs if e["log_level"] == "warning"] == ["registry.ingest_deferred"]
     finally:
         holder.kill()
         holder.wait(timeout=30)

@@ -193,3 +193,25 @@ def test_run_ids_that_are_not_file_names(forge_home: Path) -> None:
     files = list((forge_home / "registry" / "journal").iterdir())
     assert len(files) == 1 and files[0].name.startswith("run-")
     assert plugin.DuckDBRegistry(forge_home).runs()[0]["id"] == "../../etc/passwd"
+
+
+def test_writer_ingests_at_most_once_per_interval_but_readers_see_everything(
+    forge_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORGEMIND_REGISTRY_INGEST_INTERVAL", "3600")
+    ev = Stream("run-t")
+    plugin.forgemind_record([ev("run.started", {"goal": {"name": "g"}})], str(forge_home))  # first: ingests
+    plugin.forgemind_record([ev("metric", {"name": "m", "value": float(i), "step": i}) for i in range(3)], str(forge_home))
+    con = duckdb.connect(str(db_path(forge_home)), read_only=True)
+    try:  # the database itself has not been touched by the second call ...
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    finally:
+        con.close()
+    # ... but the journal has, and a reader ingests it before answering.
+    assert [m["step"] for m in plugin.DuckDBRegistry(forge_home).metrics("run-t")] == [0, 1, 2]
+    plugin.forgemind_record([ev("run.finished", {"outcome": "stopped"})], str(forge_home))  # always ingests
+    con = duckdb.connect(str(db_path(forge_home)), read_only=True)
+    try:
+        assert con.execute("SELECT status FROM runs").fetchone()[0] == "finished"
+    finally:
+        con.close()
