@@ -585,6 +585,7 @@ class Loop:
                             continue
                         seen.add(example.id)
                         out.write(json.dumps(to_dict(example), ensure_ascii=False, sort_keys=True) + "\n")
+                        out.flush()  # in the OS's hands at once: a killed process loses nothing
                         pending.append(example)
                         by_generator[gp.generator] = by_generator.get(gp.generator, 0) + 1
                         task.advance(1)

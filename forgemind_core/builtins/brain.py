@@ -94,7 +94,8 @@ class DefaultPlanner:
         remaining = ctx.budget.remaining_usd()
         last_cost = max(last.cost_usd, last.estimate.total_cost_usd if last.estimate else 0.0)
         if remaining is not None and last_cost > 0 and remaining < last_cost:
-            return Decision("stop", reasons=(f"${remaining:.4f} left cannot pay for another try (~${last_cost:.4f})",))
+            return Decision("stop", reasons=(f"${remaining:.4f} of the budget left cannot pay for another try "
+                                             f"(~${last_cost:.4f})",))
 
         # Strategy ladder.
         strategy = last.plan.generation[0].strategy if last.plan.generation else opts.strategies[0]

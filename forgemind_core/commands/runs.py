@@ -1,0 +1,221 @@
+"""Commands of the Brain and the Lorekeeper: run, resume, status, runs, show, lineage, plugins."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..clitools import console, echo_json, json_option, pass_forge
+
+__all__ = ["lineage", "plugins", "resume", "run", "runs", "show", "status"]
+
+
+def _reporter(as_json: bool) -> Any:
+    from ..display import RichReporter
+
+    return RichReporter(quiet=False) if not as_json or sys.stderr.isatty() else RichReporter(quiet=True)
+
+
+def _finish(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        echo_json(summary)
+    else:
+        _print_summary(summary)
+    if summary.get("outcome") != "promoted":
+        sys.exit(1)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table(title=f"run {summary['run_id']}", title_justify="left")
+    for column in ("iteration", "generated", "kept", "canary", "full", "adversarial", "cost", "decision"):
+        table.add_column(column, justify="right" if column not in ("decision",) else "left")
+    for item in summary["iterations"]:
+        scores = item["scores"]
+        decision = (item.get("decision") or {}).get("action", "-")
+        table.add_row(
+            str(item["iteration"]),
+            str(item["data"]["generated"]),
+            str(item["data"]["kept"]),
+            *(f"{scores[t]:.0%}" if t in scores else "-" for t in ("canary", "full", "adversarial")),
+            f"${item['cost_usd']:.4f}",
+            decision,
+        )
+    out.print(table)
+    out.print(f"outcome: [bold]{summary['outcome']}[/bold] - " + "; ".join(summary.get("reasons") or []))
+    stable = summary.get("stable_checkpoint")
+    if stable:
+        out.print(f"stable model: {stable.get('path')}  (checkpoint {stable['id']})")
+        out.print(f"trace it:     forge lineage {stable['id']}")
+    out.print(f"inspect run:  forge show {summary['run_id']}    (wall time {summary['wall_s']:.0f} s)")
+
+
+@click.command()
+@click.argument("goal_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--run-id", help="Choose the run id (default: goal name, time and a random suffix).")
+@json_option
+@pass_forge
+def run(forge: Any, goal_file: Path, run_id: str | None, as_json: bool) -> None:
+    """Run a goal: plan, generate, filter, train, evaluate, decide - until promoted or stopped.
+
+    Exit code 0 when a model was promoted to the stable channel, 1 when the run stopped without
+    meeting its goal, 2 for a bad goal file.
+    """
+    from forgemind_hookspecs import UserError
+
+    if not goal_file.exists():
+        raise UserError(f"{goal_file}: no such goal file")
+    goal = forge.load_goal(goal_file)
+    summary = forge.run(goal, run_id=run_id, reporter=_reporter(as_json))
+    _finish(summary, as_json)
+
+
+@click.command()
+@click.argument("run_id")
+@json_option
+@pass_forge
+def resume(forge: Any, run_id: str, as_json: bool) -> None:
+    """Resume a run from its last finished stage (nothing finished is redone or paid again)."""
+    summary = forge.resume(run_id, reporter=_reporter(as_json))
+    _finish(summary, as_json)
+
+
+@click.command()
+@click.argument("run_id")
+@json_option
+@pass_forge
+def status(forge: Any, run_id: str, as_json: bool) -> None:
+    """Where a run stands (read from its folder; works while the run is writing)."""
+    state = forge.status(run_id)
+    if as_json:
+        echo_json(state)
+        return
+    out = console()
+    who = f" (driven by pid {state['driven_by_pid']})" if state.get("driven_by_pid") else ""
+    out.print(f"run {state['run_id']}: {state.get('status')}{who}, iteration {state.get('iteration')}, "
+              f"last finished stage '{state.get('stage') or '-'}', spent ${state.get('spent_usd', 0.0):.4f}")
+    for item in state["iterations"]:
+        scores = " ".join(f"{t} {s:.0%}" for t, s in item["scores"].items())
+        out.print(f"  iteration {item['iteration']}: {', '.join(item['stages_done'])}  {scores}")
+    if state.get("outcome"):
+        out.print(f"outcome: {state['outcome']} - " + "; ".join(state.get("reasons") or []))
+
+
+@click.command()
+@json_option
+@pass_forge
+def runs(forge: Any, as_json: bool) -> None:
+    """List runs recorded in the registry."""
+    rows = forge.runs()
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table()
+    columns = ["run_id", "goal", "status", "outcome", "iterations", "started"]
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    console().print(table)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--rejections", is_flag=True, help="List every dropped example with the rule and reason.")
+@json_option
+@pass_forge
+def show(forge: Any, run_id: str, rejections: bool, as_json: bool) -> None:
+    """Show a run: its iterations with plans, scores and decisions (or its rejected data)."""
+    from forgemind_hookspecs import UserError
+
+    registry = forge.registry()
+    if rejections:
+        rows = registry.rejections(run_id)
+        if as_json:
+            echo_json(rows)
+            return
+        from rich.table import Table
+
+        table = Table(title=f"rejections of {run_id} ({len(rows)})", title_justify="left")
+        for column in ("iteration", "filter", "rule", "score", "reason", "example"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            prompt = str(row.get("prompt") or row.get("example_id") or "")
+            table.add_row(str(row.get("iteration", "")), str(row.get("filter", "")), str(row.get("rule", "")),
+                          "" if row.get("score") is None else f"{row['score']:.3g}", str(row.get("reason", "")),
+                          prompt[:80].replace("\n", " "))
+        console().print(table)
+        return
+    details = registry.run(run_id)
+    if details is None:
+        raise UserError(f"no run {run_id!r} in the registry at {forge.home}")
+    if as_json:
+        echo_json(details)
+        return
+    out = console()
+    out.print_json(data=details, default=str)
+
+
+@click.command()
+@click.argument("node_id")
+@json_option
+@pass_forge
+def lineage(forge: Any, node_id: str, as_json: bool) -> None:
+    """Trace a checkpoint (or dataset, example, run) back to its data and forward to its uses."""
+    data = forge.lineage(node_id)
+    if as_json:
+        echo_json(data)
+        return
+    from rich.tree import Tree
+
+    tree = Tree(f"[bold]{node_id}[/bold]")
+    _add(tree.add("ancestors"), data.get("ancestors"))
+    _add(tree.add("descendants"), data.get("descendants"))
+    console().print(tree)
+
+
+def _add(node: Any, value: Any, depth: int = 0) -> None:
+    if depth > 6:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                _add(node.add(str(key)), item, depth + 1)
+            else:
+                node.add(f"{key}: {item}")
+    elif isinstance(value, list):
+        for item in value[:50]:
+            _add(node, item, depth + 1) if isinstance(item, (dict, list)) else node.add(str(item))
+        if len(value) > 50:
+            node.add(f"... {len(value) - 50} more")
+    elif value is not None:
+        node.add(str(value))
+
+
+@click.command()
+@click.option("--all", "include_builtins", is_flag=True, help="Include the kernel's built-in plugins.")
+@json_option
+@pass_forge
+def plugins(forge: Any, include_builtins: bool, as_json: bool) -> None:
+    """List installed plugins with their version and the backends they offer per pillar."""
+    rows = forge.plugins(include_builtins=include_builtins)
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("plugin", "version", "backends", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        backends = "; ".join(f"{pillar}: {', '.join(names)}" for pillar, names in row["backends"].items())
+        state = f"[red]failed: {row['error']}[/red]" if row["error"] else ("built-in" if row["builtin"] else "ok")
+        table.add_row(row["name"], row["version"] or "", backends, state)
+    console().print(table)
