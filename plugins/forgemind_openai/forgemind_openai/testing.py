@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import socket
 import threading
 import time
 from collections import Counter
@@ -239,6 +240,12 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            # headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm
+            # meets the client's delayed ACK and every answer waits ~40 ms more
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             return None
 
@@ -339,3 +346,24 @@ def serve(script: Script = None, **kwargs: Any) -> Iterator[FakeOpenAIServer]:
         yield server
     finally:
         server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m forgemind_openai.testing [--latency S]``: serve the default (schema-following)
+    script until killed, printing the base URL first (benchmarks run it in its own process so
+    that the server does not share the client's interpreter lock)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args(argv)
+    server = FakeOpenAIServer(latency_s=args.latency).start()
+    print(server.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
