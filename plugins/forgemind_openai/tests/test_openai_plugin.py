@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import examples_script
+from _openai_scripts import examples_script
 
 import forgemind_openai
 from forgemind_hookspecs import (
