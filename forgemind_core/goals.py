@@ -368,7 +368,6 @@ def _to_plain(node: Any, problems: _Problems) -> Any:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 
     count = 0
-    stack: set[int] = set()
 
     def lc_line(lc: Any, getter: str, key: Any) -> int | None:
         try:
@@ -386,16 +385,10 @@ def _to_plain(node: Any, problems: _Problems) -> Any:
             )
         if len(path) > _MAX_DEPTH:
             raise problems.fatal("the file is nested too deeply", problems.line(path))
-        if isinstance(value, (CommentedMap, CommentedSeq)):
-            if id(value) in stack:
-                raise problems.fatal("an alias refers to a value that contains it", problems.line(path))
-            stack.add(id(value))
-            try:
-                if isinstance(value, CommentedMap):
-                    return walk_map(value, path)
-                return walk_seq(value, path)
-            finally:
-                stack.discard(id(value))
+        if isinstance(value, CommentedMap):
+            return walk_map(value, path)
+        if isinstance(value, CommentedSeq):
+            return walk_seq(value, path)
         if isinstance(value, TaggedScalar) or (
             getattr(value, "tag", None) is not None and _custom_tag(value)
         ):
@@ -519,16 +512,14 @@ def _shape_list(
         problems.add(path, f"expected a list (write [] for none), got {_describe(raw)}")
         return None
     out: list[dict[str, Any]] = []
-    ok = True
     for index, item in enumerate(raw):
         shaped = _shape_choice(
             item, (*path, index), pillar, problems, sites, default_backend=None, with_share=with_share
         )
-        if shaped is None:
-            ok = False
-        else:
-            out.append(shaped)
-    return out if ok else None
+        # A bad item (already reported) becomes a valid placeholder, so the items after it keep
+        # their index and are still checked; the goal is discarded anyway.
+        out.append(shaped if shaped is not None else {"backend": "", "options": {}})
+    return out
 
 
 def _shape(data: dict[str, Any], problems: _Problems) -> tuple[dict[str, Any], list[_ChoiceSite]]:
@@ -1052,6 +1043,18 @@ def _goal_dict(goal: Goal) -> dict[str, Any]:
     return data
 
 
+def _quote_odd(value: Any, quoted: Callable[[str], str]) -> Any:
+    """Double-quote strings with non-printable or line-break characters (NEL, U+2028, ...):
+    ruamel writes them plain and reads them back changed."""
+    if isinstance(value, str):
+        return quoted(value) if not value.isprintable() else value
+    if isinstance(value, dict):
+        return {_quote_odd(k, quoted): _quote_odd(v, quoted) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quote_odd(v, quoted) for v in value]
+    return value
+
+
 def goal_to_yaml(goal: Goal) -> str:
     """Write ``goal`` as a goal file in the flat form users write; it loads back equal.
 
@@ -1062,11 +1065,12 @@ def goal_to_yaml(goal: Goal) -> str:
         ``policy``, ``corpus``, ``preset``), which the flat form cannot express.
     """
     from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-    yaml = YAML(typ="safe", pure=True)
+    yaml = YAML(typ="rt", pure=True)
     yaml.default_flow_style = False
     yaml.width = 4096
     stream = io.StringIO()
     stream.write("# ForgeMind goal file (see docs/goal-files.md)\n")
-    yaml.dump(_goal_dict(goal), stream)
+    yaml.dump(_quote_odd(_goal_dict(goal), DoubleQuotedScalarString), stream)
     return stream.getvalue()
