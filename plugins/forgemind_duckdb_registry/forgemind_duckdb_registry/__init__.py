@@ -25,7 +25,7 @@ from forgemind_hookspecs import Event, RegistryBusy, hookimpl
 from .journal import append_events
 from .registry import DuckDBRegistry
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from .store import DEFAULT_TIMEOUT_S, _log, connect, flush
+from .store import DEFAULT_TIMEOUT_S, _log, connect, flush, remember
 
 #: Seconds between two ingests by one writing process (``FORGEMIND_REGISTRY_INGEST_INTERVAL``).
 DEFAULT_INGEST_INTERVAL_S = 1.0
@@ -53,7 +53,7 @@ def forgemind_record(events: Sequence[Event], home: str) -> None:
     """
     if not events:
         return
-    append_events(home, events)
+    remember(append_events(home, events))
     key = str(Path(home).resolve())
     now = time.monotonic()
     due = now - _LAST_INGEST.get(key, -1e9) >= _ingest_interval()

@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import attrs
 from forgemind_hookspecs import Event, content_hash, to_dict
 
 __all__ = [
+    "Appended",
     "append_events",
     "event_line",
     "journal_dir",
@@ -51,18 +52,27 @@ def journal_path(home: str | os.PathLike[str], run_id: str) -> Path:
     return journal_dir(home) / f"{name}.jsonl"
 
 
+class _Lossy(Exception):
+    """A payload value needed converting, so the parsed line would differ from the dict."""
+
+
 def _default(value: Any) -> Any:
     # Payloads should already be plain data; a record slipped in is unstructured rather than lost.
     if attrs.has(type(value)):
         return to_dict(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, set | frozenset):
         return sorted(value)
     return str(value)
 
 
-def event_line(event: Event) -> bytes:
-    """One event as a complete journal line (UTF-8 JSON + ``\\n``)."""
-    data = {
+def _strict(value: Any) -> Any:
+    raise _Lossy
+
+
+def _event_dict(event: Event) -> dict[str, Any]:
+    return {
         "id": event.id,
         "run_id": event.run_id,
         "kind": event.kind,
@@ -72,7 +82,28 @@ def event_line(event: Event) -> bytes:
         "time": event.time,
         "payload": event.payload,
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_default).encode() + b"\n"
+
+
+def event_line(event: Event) -> bytes:
+    """One event as a complete journal line (UTF-8 JSON + ``\\n``)."""
+    return _encode(_event_dict(event), _default)
+
+
+def _encode(data: dict[str, Any], default: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=default).encode() + b"\n"
+
+
+@attrs.frozen
+class Appended:
+    """What one append wrote: ``path`` bytes ``start``..``end`` of the file ``identity``
+    (device, inode), and the events as the ingester would parse them back, or ``None`` when
+    parsing the line would not give the same dicts (a payload value needed converting)."""
+
+    path: Path
+    identity: tuple[int, int]
+    start: int
+    end: int
+    events: list[dict[str, Any]] | None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -83,39 +114,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def append_events(home: str | os.PathLike[str], events: Sequence[Event]) -> list[Path]:
-    """Append ``events`` to their runs' journals and fsync them; return the files touched.
+def append_events(home: str | os.PathLike[str], events: Sequence[Event]) -> list[Appended]:
+    """Append ``events`` to their runs' journals and fsync them; say what was written where.
 
     When this returns, the events survive a crash of this process or of the machine.
     """
-    by_run: dict[str, list[bytes]] = {}
+    by_run: dict[str, list[Event]] = {}
     for event in events:
-        by_run.setdefault(event.run_id, []).append(event_line(event))
+        by_run.setdefault(event.run_id, []).append(event)
     folder = journal_dir(home)
     if not folder.exists():
         folder.mkdir(parents=True, exist_ok=True)
         _fsync_dir(folder.parent)
-    touched: list[Path] = []
-    for run_id, lines in by_run.items():
+    appended: list[Appended] = []
+    for run_id, run_events in by_run.items():
+        dicts: list[dict[str, Any]] | None = [_event_dict(e) for e in run_events]
+        try:
+            data = b"".join(_encode(d, _strict) for d in dicts or ())
+        except _Lossy:
+            dicts = None
+            data = b"".join(event_line(e) for e in run_events)
         path = journal_path(home, run_id)
         created = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _cut_partial_tail(fd)
-            os.lseek(fd, 0, os.SEEK_END)
-            data = b"".join(lines)
+            start = os.lseek(fd, 0, os.SEEK_END)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
+            stat = os.fstat(fd)
         finally:
             os.close(fd)  # closing releases the flock
         if created:
             _fsync_dir(folder)
-        touched.append(path)
-    return touched
+        appended.append(Appended(path, (stat.st_dev, stat.st_ino), start, start + len(data), dicts))
+    return appended
 
 
 def _cut_partial_tail(fd: int) -> None:

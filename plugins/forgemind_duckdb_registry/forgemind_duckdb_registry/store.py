@@ -24,10 +24,10 @@ from typing import Any
 
 from forgemind_hookspecs import RegistryBusy
 
-from .journal import journal_files, read_complete_lines
+from .journal import Appended, journal_files, read_complete_lines
 from .schema import migrate
 
-__all__ = ["DEFAULT_TIMEOUT_S", "connect", "db_path", "default_timeout", "flush", "ingest"]
+__all__ = ["DEFAULT_TIMEOUT_S", "connect", "db_path", "default_timeout", "flush", "ingest", "remember"]
 
 
 
@@ -39,6 +39,13 @@ def _log() -> Any:
 
 #: How long a reader or writer waits for another process to release the database.
 DEFAULT_TIMEOUT_S = 10.0
+
+#: What this process appended and has not ingested yet, by journal file identity: ingest takes
+#: these parsed dicts instead of decoding the same lines again (the JSON decode was the biggest
+#: cost of a write). Anything not found here is read from the file, so it is only a shortcut.
+_RECENT: dict[tuple[int, int], list[Appended]] = {}
+_RECENT_GUARD = threading.Lock()
+_RECENT_MAX_EVENTS = 1_000_000
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -191,6 +198,30 @@ class _Batch:
                 con.unregister("_fm_batch")
 
 
+def remember(appended: Sequence[Appended]) -> None:
+    """Keep what this process just appended, so that ingesting it needs no JSON decode."""
+    with _RECENT_GUARD:
+        if sum(len(a.events or ()) for chunks in _RECENT.values() for a in chunks) > _RECENT_MAX_EVENTS:
+            _RECENT.clear()  # ingest has been deferred for long: fall back to reading the files
+        for a in appended:
+            _RECENT.setdefault(a.identity, []).append(a)
+
+
+def _take_recent(identity: tuple[int, int], position: int, size: int) -> tuple[list[dict[str, Any]], int]:
+    """The remembered events that continue the file exactly at ``position``, and where they end."""
+    with _RECENT_GUARD:
+        chunks = sorted(_RECENT.pop(identity, []), key=lambda a: a.start)
+    events: list[dict[str, Any]] = []
+    for chunk in chunks:
+        if chunk.end <= position:
+            continue  # ingested already (by another process, from the file)
+        if chunk.start != position or chunk.events is None or chunk.end > size:
+            break
+        events.extend(chunk.events)
+        position = chunk.end
+    return events, position
+
+
 def ingest(con: Any, home: str | os.PathLike[str]) -> int:
     """Ingest every complete, not yet ingested journal line of ``home``; return how many events.
 
@@ -200,15 +231,19 @@ def ingest(con: Any, home: str | os.PathLike[str]) -> int:
     if not files:
         return 0
     offsets = dict(con.execute("SELECT file, byte_offset FROM journal_offsets").fetchall())
-    pending = [f for f in files if f.stat().st_size != offsets.get(f.name, 0)]
+    stats = [(f, f.stat()) for f in files]
+    pending = [(f, st) for f, st in stats if st.st_size != offsets.get(f.name, 0)]
     if not pending:
         return 0
     con.execute("BEGIN TRANSACTION")
     try:
         events: list[dict[str, Any]] = []
         new_offsets: dict[str, int] = {}
-        for path in pending:
+        for path, st in pending:
             start = offsets.get(path.name, 0)
+            if start <= st.st_size:
+                recent, start = _take_recent((st.st_dev, st.st_ino), start, st.st_size)
+                events.extend(recent)
             lines, end = read_complete_lines(path, start)
             for number, line in enumerate(lines, 1):
                 try:

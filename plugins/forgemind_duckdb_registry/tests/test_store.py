@@ -215,3 +215,23 @@ def test_writer_ingests_at_most_once_per_interval_but_readers_see_everything(
         assert con.execute("SELECT status FROM runs").fetchone()[0] == "finished"
     finally:
         con.close()
+
+
+def test_ingest_from_memory_equals_ingest_from_the_journal(tmp_path: Path) -> None:
+    from forgemind_duckdb_registry.journal import append_events
+    from forgemind_hookspecs import Source
+
+    run = full_run(tmp_path / "shared")
+    extra = Stream("run-z")("metric", {"name": "odd", "value": 1.0, "step": 0, "source": Source("g")})
+    batches = [*run["batches"], [extra]]  # a record inside a payload: not remembered, read from the file
+    a, b = tmp_path / "a", tmp_path / "b"
+    for batch in batches:
+        plugin.forgemind_record(batch, str(a))  # remembered in memory, ingested without decoding
+        append_events(b, batch)  # only in the journal: ingested by decoding the file
+    plugin.flush(b)
+    for table in ("events", "examples", "verdicts", "metrics", "datasets", "dataset_examples", "checkpoints",
+                  "eval_reports", "eval_results", "promotions", "reviews", "lineage_edges"):  # fmt: skip
+        query = f"SELECT * FROM {table} ORDER BY ALL"
+        assert plugin.DuckDBRegistry(a).sql(query) == plugin.DuckDBRegistry(b).sql(query), table
+    (odd,) = plugin.DuckDBRegistry(b).events("run-z")
+    assert odd["payload"]["source"]["generator"] == "g"
