@@ -9,11 +9,6 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 from attrs import evolve
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from forgemind_core.builtins import filters
-from forgemind_core.builtins.filters import Decontaminate, Dedupe, Rules, normalise
 from forgemind_hookspecs import (
     ConfigError,
     EvalCase,
@@ -24,6 +19,11 @@ from forgemind_hookspecs import (
     collect_backends,
     make_plugin_manager,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forgemind_core.builtins import filters
+from forgemind_core.builtins.filters import Decontaminate, Dedupe, Rules, normalise
 
 FORMAT = "Review this Python code for security issues.\n```python\n{input}\n```\nFinding:"
 PACK = TaskPack(root=".", name="sec", labels=("B602", "B608", "no issue"), prompt_format=FORMAT)

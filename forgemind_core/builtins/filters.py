@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from attrs import frozen
-
 from forgemind_hookspecs import hookimpl
 from forgemind_hookspecs.backends import StageContext
 from forgemind_hookspecs.errors import ConfigError

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from attrs import frozen
-
 from forgemind_hookspecs import EvalCase, StageContext, content_hash
 
 from .client import ClientOptions, LLMEngine, Rejection, parse_json_object, run_calls

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from attrs import Factory, frozen
-
 from forgemind_hookspecs import BudgetExceeded, ConfigError, StageContext, content_hash
 
 __all__ = [
@@ -40,8 +39,8 @@ __all__ = [
     "CallResult",
     "ClientOptions",
     "LLMEngine",
-    "Rejection",
     "RateLimiter",
+    "Rejection",
     "ResponseCache",
     "estimate_prompt_tokens",
     "parse_json_object",
@@ -452,7 +451,7 @@ def parse_json_object(content: str, required: Mapping[str, type | tuple[type, ..
     for name, kind in required.items():
         if name not in data:
             return f"answer lacks required field {name!r}"
-        if not isinstance(data[name], kind) or isinstance(data[name], bool) and kind is not bool:
+        if not isinstance(data[name], kind) or (isinstance(data[name], bool) and kind is not bool):
             return f"answer field {name!r} is {type(data[name]).__name__}, not {getattr(kind, '__name__', kind)}"
     return data
 

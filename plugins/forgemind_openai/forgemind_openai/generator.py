@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from attrs import Factory, frozen
-
 from forgemind_hookspecs import (
     BudgetExceeded,
     Example,

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from attrs import frozen
-
 from forgemind_hookspecs import BudgetExceeded, Example, StageContext, Verdict
 
 from .client import CallResult, ClientOptions, LLMEngine, Rejection, parse_json_object, run_calls

@@ -40,8 +40,8 @@ from typing import Any, Literal
 from attrs import frozen
 
 __all__ = [
-    "Fault",
     "FakeOpenAIServer",
+    "Fault",
     "request_hash",
     "schema_answer",
     "serve",

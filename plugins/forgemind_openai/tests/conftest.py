@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
+from _openai_scripts import examples_script
 from forgemind_hookspecs import PromptTemplate, TaskPack
 from forgemind_openai.testing import FakeOpenAIServer
-
-from _openai_scripts import examples_script
 
 
 @pytest.fixture

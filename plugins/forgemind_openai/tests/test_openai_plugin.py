@@ -13,10 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import forgemind_openai
 import pytest
 from _openai_scripts import examples_script
-
-import forgemind_openai
 from forgemind_hookspecs import (
     Budget,
     BudgetExceeded,
@@ -32,7 +31,7 @@ from forgemind_hookspecs import (
 )
 from forgemind_openai import LLMJudge, OpenAIAdversary, OpenAIGenerator
 from forgemind_openai.client import estimate_prompt_tokens
-from forgemind_openai.testing import Fault, FakeOpenAIServer
+from forgemind_openai.testing import FakeOpenAIServer, Fault
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
 
