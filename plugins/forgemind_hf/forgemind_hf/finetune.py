@@ -82,7 +82,9 @@ def _base_path(checkpoint: Checkpoint) -> str:
     return checkpoint.path
 
 
-def load_for_training(base: Checkpoint, method: str, options: TrainerOptions, device: torch.device) -> Any:
+def load_for_training(
+    base: Checkpoint, method: str, options: TrainerOptions, device: torch.device, seed: int = 0
+) -> Any:
     """The base model prepared for ``method``: trainable in full, with LoRA adapters, or
     4-bit quantised with LoRA adapters (QLoRA)."""
     from transformers import AutoModelForCausalLM
@@ -135,6 +137,7 @@ def load_for_training(base: Checkpoint, method: str, options: TrainerOptions, de
             target_modules=targets if isinstance(targets, str) else list(targets),
             task_type="CAUSAL_LM",
         )
+        torch.manual_seed(seed)  # adapter init is random: same request, same adapter
         try:
             model = get_peft_model(model, config)
         except ValueError as error:
@@ -234,10 +237,10 @@ def request_id(request: TrainRequest, options: TrainerOptions, seed: int) -> str
 def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> Estimate:
     """Tokens and steps exactly (the data order is known), seconds from a calibration run of a
     few real optimiser steps on batches spread over the epoch (the first, warm-up step excluded)."""
-    _, _, plan, _, truncated = _prepare(request, options, ctx)
+    _, _, plan, seed, truncated = _prepare(request, options, ctx)
     device = engine.device_for_training()
     bf16 = engine.use_bf16(options.bf16, device)
-    model = load_for_training(request.base, request.method, options, device)
+    model = load_for_training(request.base, request.method, options, device, seed)
     cfg = engine.LoopConfig(total_steps=plan.total_steps, learning_rate=options.learning_rate, bf16=bf16)
     optimizer, _ = engine.make_optimizer(model, cfg)
     k = max(1, options.calibration_steps)
@@ -299,7 +302,7 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         shutil.rmtree(final)
     device = engine.device_for_training()
     bf16 = engine.use_bf16(options.bf16, device)
-    model = load_for_training(request.base, request.method, options, device)
+    model = load_for_training(request.base, request.method, options, device, seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cfg = engine.LoopConfig(
         total_steps=plan.total_steps,
