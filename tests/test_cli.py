@@ -1,0 +1,61 @@
+"""The forge CLI over a real run: run --json, status, runs, show (--rejections), lineage, errors."""
+
+from __future__ import annotations
+
+import json
+
+import kernel_plugins
+from click.testing import CliRunner
+
+from forgemind_core import Forge
+from forgemind_core.cli import build_cli
+
+
+def invoke(forge, *args):
+    return CliRunner().invoke(build_cli(forge), list(args), catch_exceptions=False)
+
+
+def test_run_json_then_inspect_the_run(forge_home, colors_goal):
+    forge = Forge(home=forge_home, plugins=[kernel_plugins], blocked=["hf", "openai"])
+    result = invoke(forge, "run", str(colors_goal), "--json", "--run-id", "cli-run")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_id"] == "cli-run" and summary["outcome"] == "promoted"
+    first = summary["iterations"][0]
+    assert set(first) >= {"plan", "data", "cost_usd", "scores"}
+    assert set(first["scores"]) >= {"canary", "full"} and all(0 <= s <= 1 for s in first["scores"].values())
+
+    status = json.loads(invoke(forge, "status", "cli-run", "--json").stdout)
+    assert status["status"] == "finished" and status["iterations"][0]["stages_done"][-1] == "decide"
+
+    runs = json.loads(invoke(forge, "runs", "--json").stdout)
+    assert [r["id"] for r in runs] == ["cli-run"]
+
+    shown = json.loads(invoke(forge, "show", "cli-run", "--json").stdout)
+    assert shown is not None
+
+    stable = summary["stable_checkpoint"]["id"]
+    lineage = json.loads(invoke(forge, "lineage", stable, "--json").stdout)
+    text = json.dumps(lineage)
+    assert "template" in text and summary["iterations"][-1]["data"]["dataset_id"] in text
+
+
+def test_rejections_name_their_rule(forge_home, colors_goal):
+    text = colors_goal.read_text().replace("  - backend: rules\n", "  - backend: rules\n    max_chars: 24\n")
+    colors_goal.write_text(text)
+    forge = Forge(home=forge_home, plugins=[kernel_plugins], blocked=["hf", "openai"])
+    invoke(forge, "run", str(colors_goal), "--json", "--run-id", "rej")
+    rows = json.loads(invoke(forge, "show", "rej", "--rejections", "--json").stdout)
+    assert rows and all(r["filter"] == "rules" and r["reason"] for r in rows)
+
+
+def test_user_errors_are_one_sentence_and_exit_2(forge_home, tmp_path):
+    forge = Forge(home=forge_home)
+    bad = tmp_path / "goal.yaml"
+    bad.write_text("name: x\ntask: y\ntrain:\n  backend: hf\n  learning_rate: fast\n")
+    result = CliRunner().invoke(build_cli(forge), ["run", str(bad)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert f"{bad}:5: train.learning_rate" in result.output
+    missing = CliRunner().invoke(build_cli(forge), ["resume", "no-such-run"])
+    assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
