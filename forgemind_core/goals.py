@@ -400,7 +400,7 @@ def _to_plain(node: Any, problems: _Problems) -> Any:
         if isinstance(value, float):
             return float(value)
         if isinstance(value, str):
-            return str(value)
+            return _valid_text(str(value), path, problems)
         if isinstance(value, (_dt.datetime, _dt.date)):
             return value.isoformat()  # a date option is kept as the text the user wrote
         raise problems.fatal(f"unsupported YAML value of type {type(value).__name__}", problems.line(path))
@@ -425,7 +425,7 @@ def _to_plain(node: Any, problems: _Problems) -> Any:
                 problems.lines[child] = line
             else:
                 problems.lines.setdefault(child, problems.line(path) or 0)
-            out[str(key)] = walk(value[key], child)
+            out[_valid_text(str(key), child, problems)] = walk(value[key], child)
         return out
 
     def walk_seq(value: Any, path: YamlPath) -> list[Any]:
@@ -439,6 +439,25 @@ def _to_plain(node: Any, problems: _Problems) -> Any:
         return out
 
     return walk(node, ())
+
+
+def _valid_text(text: str, path: YamlPath, problems: _Problems) -> str:
+    """Join surrogate pairs (ruamel reads JSON-style ``"\\ud83d\\ude00"`` as two halves) and
+    report text that still holds a lone surrogate: it cannot be a path, a name or UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        joined = text.encode("utf-16", "surrogatepass").decode("utf-16")
+        joined.encode("utf-8")
+        return joined
+    except UnicodeError:
+        problems.add(
+            path, "text holds an unpaired surrogate escape (\\ud800-\\udfff), which is not a character"
+        )
+        return ""
 
 
 def _custom_tag(value: Any) -> bool:
