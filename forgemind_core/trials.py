@@ -344,10 +344,11 @@ def local_embedder(model_path: str | Path) -> Callable[[list[str]], Sequence[Seq
 
 
 def resolve_checkpoint(forge: Any, ref: str) -> Checkpoint:
-    """The checkpoint ``ref`` names: a folder (with or without ``checkpoint.json``) or an id in
+    """The checkpoint ``ref`` names: a folder (with or without a record of itself) or an id in
     the registry of ``forge`` (anything with ``registry()``).
 
-    A folder without ``checkpoint.json`` (a plain model folder) becomes a ``full`` checkpoint whose
+    A folder's record is ``manifest.json`` (``{"checkpoint": {...}, ...}``, as trainers write it)
+    or ``checkpoint.json`` (the bare Checkpoint record). A folder with neither (a plain model folder) becomes a ``full`` checkpoint whose
     id is the hash of its absolute path. A ``checkpoint.json`` whose ``path`` no longer exists
     (the folder was moved) is pointed at the folder it was found in.
 
@@ -357,7 +358,9 @@ def resolve_checkpoint(forge: Any, ref: str) -> Checkpoint:
     folder = Path(ref)
     if folder.is_dir():
         folder = folder.resolve()
-        manifest = folder / "checkpoint.json"
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            manifest = folder / "checkpoint.json"
         if manifest.is_file():
             try:
                 data = json.loads(manifest.read_text(encoding="utf-8"))
@@ -365,6 +368,8 @@ def resolve_checkpoint(forge: Any, ref: str) -> Checkpoint:
                 raise ConfigError(
                     f"not valid JSON ({error.msg})", file=str(manifest), line=error.lineno
                 ) from None
+            if manifest.name == "manifest.json" and isinstance(data, dict):
+                data = data.get("checkpoint", data)
             try:
                 checkpoint = from_dict(Checkpoint, data)
             except Exception as error:  # cattrs raises a group of errors; one sentence is enough

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import write_pack
+from colors_pack import write_pack
 
 SCRIPT = textwrap.dedent('''
     import json, sys
