@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _openai_scripts import examples_script
 from forgemind_hookspecs import PromptTemplate, TaskPack
-from forgemind_openai.testing import FakeOpenAIServer
+from forgemind_openai.testing import FakeOpenAIServer, examples_script
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 
 import forgemind_openai
 import pytest
-from _openai_scripts import examples_script
 from forgemind_hookspecs import (
     Budget,
     BudgetExceeded,
@@ -31,7 +30,7 @@ from forgemind_hookspecs import (
 )
 from forgemind_openai import LLMJudge, OpenAIAdversary, OpenAIGenerator
 from forgemind_openai.client import estimate_prompt_tokens
-from forgemind_openai.testing import FakeOpenAIServer, Fault
+from forgemind_openai.testing import FakeOpenAIServer, Fault, examples_script
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
 
