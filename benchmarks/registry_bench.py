@@ -63,11 +63,15 @@ def _events(n_examples: int, per_batch: int, n_metrics: int, metrics_per_batch: 
     def ev(kind: str, payload: dict[str, Any], stage: str) -> Event:
         nonlocal seq
         seq += 1
-        return Event(run_id="bench", kind=kind, iteration=1, stage=stage, payload=payload, seq=seq, time=float(seq))
+        return Event(
+            run_id="bench", kind=kind, iteration=1, stage=stage, payload=payload, seq=seq, time=float(seq)
+        )
 
     batches.append([ev("run.started", {"goal": {"name": "bench", "task": "t"}}, "")])
     for start in range(0, n_examples, per_batch):
-        batches.append([ev("examples", {"examples": _examples(min(per_batch, n_examples - start), start)}, "generate")])
+        batches.append(
+            [ev("examples", {"examples": _examples(min(per_batch, n_examples - start), start)}, "generate")]
+        )
     for start in range(0, n_metrics, metrics_per_batch):
         batches.append(
             [ev("metric", {"name": "train.loss", "value": 1.0 / (s + 1), "step": s}, "train")
@@ -144,7 +148,6 @@ def bench_lineage(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
     from forgemind_duckdb_registry.store import connect
     from forgemind_hookspecs.snapshots import COLUMNS, dataset_id
 
@@ -186,7 +189,9 @@ def bench_lineage(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
     def ev(kind: str, payload: dict[str, Any], stage: str) -> Event:
         s = next(seq)
-        return Event(run_id="bench", kind=kind, iteration=1, stage=stage, payload=payload, seq=s, time=float(s))
+        return Event(
+            run_id="bench", kind=kind, iteration=1, stage=stage, payload=payload, seq=s, time=float(s)
+        )
 
     ck = {"id": "ckbench0001", "path": "x", "base_model": "pretrain:tiny", "method": "lora", "kind": "adapter",
           "dataset_id": did, "parent": "base0001"}  # fmt: skip
@@ -275,8 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'writes: speedup (baseline / plugin)':<52} {writes['speedup']:>13.1f}x  >= 50x")
     print(f"{'lineage: examples in the dataset':<52} {lineage['examples']:>14,}")
     print(f"{'lineage: ingest of the snapshot (dataset event) s':<52} {lineage['ingest_snapshot_s']:>14.3f}")
-    print(f"{'lineage: registry.lineage(checkpoint) median ms':<52} {lineage['lineage_api_median_ms']:>14.1f}  < 100 ms")
-    print(f"{'lineage: SQL join via examples table, median ms':<52} {lineage['join_through_examples_median_ms']:>14.1f}")
+    print(
+        f"{'lineage: registry.lineage(checkpoint) median ms':<52} {lineage['lineage_api_median_ms']:>14.1f}  < 100 ms"
+    )
+    print(
+        f"{'lineage: SQL join via examples table, median ms':<52} {lineage['join_through_examples_median_ms']:>14.1f}"
+    )
     text = json.dumps(report, indent=2)
     print(text)
     if args.json_out:

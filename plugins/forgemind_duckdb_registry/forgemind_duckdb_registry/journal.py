@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-
 from forgemind_hookspecs import Event, content_hash, to_dict
 
 __all__ = [

@@ -26,7 +26,9 @@ __all__ = ["DuckDBRegistry"]
 _TIER_ORDER = {"canary": 0, "full": 1, "adversarial": 2}
 
 
-def _fetch(con: Any, query: str, params: Sequence[Any] = (), json_cols: Iterable[str] = ()) -> list[dict[str, Any]]:
+def _fetch(
+    con: Any, query: str, params: Sequence[Any] = (), json_cols: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     cursor = con.execute(query, list(params))
     names = [d[0] for d in cursor.description]
     decode = set(json_cols)
@@ -75,7 +77,9 @@ class DuckDBRegistry:
     def __repr__(self) -> str:
         return f"DuckDBRegistry({str(self.home)!r})"
 
-    def _query(self, query: str, params: Sequence[Any] = (), json_cols: Iterable[str] = ()) -> list[dict[str, Any]]:
+    def _query(
+        self, query: str, params: Sequence[Any] = (), json_cols: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
         with connect(self.home, timeout_s=self.timeout_s) as con:
             return _fetch(con, query, params, json_cols)
 
@@ -122,9 +126,12 @@ class DuckDBRegistry:
             it.pop("run_id", None)
             it["scores"] = {}
         for report in reports:
-            it = by_iteration.get(report["iteration"])
-            if it is not None:
-                it["scores"][report["tier"]] = {"checkpoint_id": report["checkpoint_id"], **(report["metrics"] or {})}
+            target = by_iteration.get(report["iteration"])
+            if target is not None:
+                target["scores"][report["tier"]] = {
+                    "checkpoint_id": report["checkpoint_id"],
+                    **(report["metrics"] or {}),
+                }
         return {"run": row, "iterations": iterations, "checkpoints": checkpoints}
 
     def events(self, run_id: str, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -200,8 +207,18 @@ class DuckDBRegistry:
             cid = _resolve(con, "checkpoints", checkpoint_id, "checkpoint")
             if cid is None:
                 return None
-            row = _fetch(con, "SELECT record, run_id, iteration, stage FROM checkpoints WHERE id = ?", [cid], ("record",))[0]
-        return {"checkpoint": row["record"], "run_id": row["run_id"], "iteration": row["iteration"], "stage": row["stage"]}
+            row = _fetch(
+                con,
+                "SELECT record, run_id, iteration, stage FROM checkpoints WHERE id = ?",
+                [cid],
+                ("record",),
+            )[0]
+        return {
+            "checkpoint": row["record"],
+            "run_id": row["run_id"],
+            "iteration": row["iteration"],
+            "stage": row["stage"],
+        }
 
     def eval_reports(self, checkpoint_id: str) -> list[dict[str, Any]]:
         """The latest EvalReport dict per tier for a checkpoint (canary, full, adversarial)."""
@@ -248,11 +265,14 @@ class DuckDBRegistry:
                 seeds = [
                     r["dataset_id"]
                     for r in _fetch(
-                        con, "SELECT DISTINCT dataset_id FROM dataset_examples WHERE example_id = ?", [node_id]
+                        con,
+                        "SELECT DISTINCT dataset_id FROM dataset_examples WHERE example_id = ?",
+                        [node_id],
                     )
                 ]
                 descendants = [
-                    {"id": d, "kind": "dataset", "relation": "member_of", "parent": node_id, "depth": 1} for d in seeds
+                    {"id": d, "kind": "dataset", "relation": "member_of", "parent": node_id, "depth": 1}
+                    for d in seeds
                 ]
                 for d in seeds:
                     descendants += [{**x, "depth": x["depth"] + 1} for x in _walk(con, d, forward=True)]
@@ -300,12 +320,14 @@ class DuckDBRegistry:
             raise UserError(f"the query does not parse: {_first_line(error)}", field="sql") from None
         if len(statements) != 1:
             raise UserError(
-                f"give exactly one SELECT statement; the query holds {len(statements)} statements", field="sql"
+                f"give exactly one SELECT statement; the query holds {len(statements)} statements",
+                field="sql",
             )
         statement_type = statements[0].type
         if statement_type != duckdb.StatementType.SELECT:
             raise UserError(
-                f"the registry is read-only: only SELECT queries run here, not {statement_type.name}", field="sql"
+                f"the registry is read-only: only SELECT queries run here, not {statement_type.name}",
+                field="sql",
             )
         with connect(self.home, timeout_s=self.timeout_s):
             pass  # ingest pending journal lines before the read-only connection opens
@@ -329,10 +351,15 @@ def _resolve(con: Any, table: str, ident: str, what: str) -> str | None:
         return ident
     if not ident:
         return None
-    matches = [r[0] for r in con.execute(f"SELECT id FROM {table} WHERE starts_with(id, ?) LIMIT 6", [ident]).fetchall()]
+    matches = [
+        r[0]
+        for r in con.execute(f"SELECT id FROM {table} WHERE starts_with(id, ?) LIMIT 6", [ident]).fetchall()
+    ]
     if len(matches) > 1:
         shown = ", ".join(matches[:5])
-        raise UserError(f"the {what} id prefix {ident!r} is ambiguous: it matches {shown}; give more characters")
+        raise UserError(
+            f"the {what} id prefix {ident!r} is ambiguous: it matches {shown}; give more characters"
+        )
     return matches[0] if matches else None
 
 
@@ -341,11 +368,14 @@ def _node(con: Any, ident: str) -> tuple[str, str]:
         found = _resolve(con, table, ident, kind)
         if found is not None:
             return found, kind
-    if con.execute("SELECT 1 FROM examples WHERE id = ? LIMIT 1", [ident]).fetchone() or con.execute(
-        "SELECT 1 FROM dataset_examples WHERE example_id = ? LIMIT 1", [ident]
-    ).fetchone():
+    if (
+        con.execute("SELECT 1 FROM examples WHERE id = ? LIMIT 1", [ident]).fetchone()
+        or con.execute("SELECT 1 FROM dataset_examples WHERE example_id = ? LIMIT 1", [ident]).fetchone()
+    ):
         return ident, "example"
-    if con.execute("SELECT 1 FROM lineage_edges WHERE dst = ? AND dst_kind = 'promotion'", [ident]).fetchone():
+    if con.execute(
+        "SELECT 1 FROM lineage_edges WHERE dst = ? AND dst_kind = 'promotion'", [ident]
+    ).fetchone():
         return ident, "promotion"
     raise UserError(f"no checkpoint, dataset, example, run or promotion has the id {ident!r}")
 

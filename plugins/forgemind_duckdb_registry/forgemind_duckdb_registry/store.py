@@ -30,7 +30,6 @@ from .schema import migrate
 __all__ = ["DEFAULT_TIMEOUT_S", "connect", "db_path", "default_timeout", "flush", "ingest", "remember"]
 
 
-
 def _log() -> Any:
     """The structlog logger when the host application configured structlog; otherwise the
     stdlib logger ``forgemind.registry``, silent unless the host enables it. (Unconfigured
@@ -41,9 +40,11 @@ def _log() -> Any:
         return structlog.get_logger("forgemind.registry")
     import logging
 
-    return structlog.wrap_logger(logging.getLogger("forgemind.registry"),
-                                 processors=[structlog.stdlib.filter_by_level,
-                                             structlog.processors.KeyValueRenderer()])
+    return structlog.wrap_logger(
+        logging.getLogger("forgemind.registry"),
+        processors=[structlog.stdlib.filter_by_level, structlog.processors.KeyValueRenderer()],
+    )
+
 
 #: How long a reader or writer waits for another process to release the database.
 DEFAULT_TIMEOUT_S = 10.0
@@ -100,7 +101,9 @@ def _is_lock_error(error: Exception) -> bool:
 def _open(path: Path, read_only: bool, deadline: float, timeout_s: float) -> Any:
     import duckdb
 
-    config = {"enable_external_access": False} if read_only else {}
+    config: dict[str, str | bool | int | float | list[str]] = (
+        {"enable_external_access": False} if read_only else {}
+    )
     delay = 0.005
     while True:
         try:
@@ -313,7 +316,9 @@ def _apply(con: Any, events: Sequence[dict[str, Any]], home: Path) -> None:
     batch.write(con)
 
 
-def _edge(con: Any, src: str | None, src_kind: str, dst: str | None, dst_kind: str, relation: str, run_id: str) -> None:
+def _edge(
+    con: Any, src: str | None, src_kind: str, dst: str | None, dst_kind: str, relation: str, run_id: str
+) -> None:
     if not src or not dst:
         return
     con.execute(
@@ -329,7 +334,8 @@ def _iteration(con: Any, event: Mapping[str, Any], **values: Any) -> None:
     )
     for column, value in values.items():
         con.execute(
-            f"UPDATE iterations SET {column} = ? WHERE run_id = ? AND iteration = ?", [value, run_id, iteration]
+            f"UPDATE iterations SET {column} = ? WHERE run_id = ? AND iteration = ?",
+            [value, run_id, iteration],
         )
 
 
@@ -350,11 +356,19 @@ def _on_run_resumed(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[s
     con.execute("UPDATE runs SET status = 'running', finished = NULL WHERE id = ?", [event["run_id"]])
 
 
-def _on_run_finished(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> None:
+def _on_run_finished(
+    con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path
+) -> None:
     con.execute(
         """UPDATE runs SET status = 'finished', finished = ?, outcome = ?, reasons = ?, stable_checkpoint = ?
            WHERE id = ?""",
-        [event.get("time"), p.get("outcome"), _dumps(p.get("reasons") or []), p.get("stable_checkpoint"), event["run_id"]],
+        [
+            event.get("time"),
+            p.get("outcome"),
+            _dumps(p.get("reasons") or []),
+            p.get("stable_checkpoint"),
+            event["run_id"],
+        ],
     )
 
 
@@ -362,7 +376,9 @@ def _on_plan(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any
     _iteration(con, event, plan=_dumps(p.get("plan")), planner_decision=_dumps(p.get("decision")))
 
 
-def _on_examples(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> dict[str, Any]:
+def _on_examples(
+    con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path
+) -> dict[str, Any]:
     cols = batch.tables["examples"]
     run_id, iteration, event_id = event["run_id"], int(event.get("iteration") or 0), event["id"]
     examples = p.get("examples") or []
@@ -388,7 +404,9 @@ def _on_examples(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str,
     return {"count": len(examples)}
 
 
-def _on_verdicts(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> dict[str, Any]:
+def _on_verdicts(
+    con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path
+) -> dict[str, Any]:
     cols = batch.tables["verdicts"]
     run_id, iteration, event_id = event["run_id"], int(event.get("iteration") or 0), event["id"]
     verdicts = p.get("verdicts") or []
@@ -513,7 +531,9 @@ def _on_cost(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any
         )
 
 
-def _on_eval_report(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> dict[str, Any]:
+def _on_eval_report(
+    con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path
+) -> dict[str, Any]:
     report = p.get("report") or {}
     run_id, iteration, event_id = event["run_id"], int(event.get("iteration") or 0), event["id"]
     cid, tier = report.get("checkpoint_id"), report.get("tier")
@@ -551,7 +571,9 @@ def _on_decision(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str,
     _iteration(con, event, decision=_dumps(d))
 
 
-def _on_promotion(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> dict[str, Any]:
+def _on_promotion(
+    con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path
+) -> dict[str, Any]:
     channel = p.get("channel") or "stable"
     cid = p.get("checkpoint_id")
     run_id = p.get("run_id") or event["run_id"]
@@ -587,7 +609,9 @@ def _on_review_item(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[s
     )  # fmt: skip
 
 
-def _on_review_decision(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> None:
+def _on_review_decision(
+    con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path
+) -> None:
     d = p.get("decision") or {}
     con.execute(
         "INSERT INTO reviews (item_id, run_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -595,7 +619,14 @@ def _on_review_decision(con: Any, batch: _Batch, event: dict[str, Any], p: Mappi
     )
     con.execute(
         "UPDATE reviews SET action = ?, reviewer = ?, reason = ?, edited = ?, decided = ? WHERE item_id = ?",
-        [d.get("action"), d.get("reviewer"), d.get("reason", ""), _dumps(d.get("edited")), d.get("time"), d.get("item_id")],
+        [
+            d.get("action"),
+            d.get("reviewer"),
+            d.get("reason", ""),
+            _dumps(d.get("edited")),
+            d.get("time"),
+            d.get("item_id"),
+        ],
     )
 
 

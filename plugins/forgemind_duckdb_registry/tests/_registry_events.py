@@ -22,7 +22,7 @@ from forgemind_hookspecs import (
 )
 from forgemind_hookspecs.snapshots import write_snapshot
 
-__all__ = ["Stream", "make_examples", "full_run"]
+__all__ = ["Stream", "full_run", "make_examples"]
 
 GENERATORS = (("template", None, "t-sql"), ("openai", "gpt-x", "t-yaml"))
 
@@ -37,7 +37,9 @@ def make_examples(n: int, *, salt: str = "", start: int = 0) -> list[Example]:
                 prompt=f"{salt} snippet {i}",
                 completion="sqli" if i % 3 else "safe",
                 category="sqli" if i % 3 else "safe",
-                source=Source(generator, model=model, prompt_template=template, seed=i, tokens=10, cost_usd=0.001),
+                source=Source(
+                    generator, model=model, prompt_template=template, seed=i, tokens=10, cost_usd=0.001
+                ),
             )
         )
     return out
@@ -58,14 +60,18 @@ class Stream:
         )  # fmt: skip
 
 
-def full_run(home: Path, run_id: str = "run-a", *, n_examples: int = 30, promote: bool = True) -> dict[str, Any]:
+def full_run(
+    home: Path, run_id: str = "run-a", *, n_examples: int = 30, promote: bool = True
+) -> dict[str, Any]:
     """Every kind of event of docs/events.md for one iteration of one run, as batches."""
     ev = Stream(run_id)
     examples = make_examples(n_examples, salt=run_id)
     dropped = {examples[0].id: "duplicate", examples[1].id: "unsafe"}
     kept = [e for e in examples if e.id not in dropped]
     ref = write_snapshot(kept, home / "datasets")
-    base = Checkpoint(id="base0000aaaa", path=str(home / "base"), base_model="pretrain:tiny", method="pretrain")
+    base = Checkpoint(
+        id="base0000aaaa", path=str(home / "base"), base_model="pretrain:tiny", method="pretrain"
+    )
     ck = Checkpoint(
         id=f"ck{run_id}ffff", path=str(home / "ck"), base_model="pretrain:tiny", method="lora", kind="adapter",
         dataset_id=ref.id, parent=base.id, manifest={"lr": 0.001},
@@ -109,7 +115,23 @@ def full_run(home: Path, run_id: str = "run-a", *, n_examples: int = 30, promote
     ]  # fmt: skip
     if promote:
         batches.append(
-            [ev("promotion", {"checkpoint_id": ck.id, "channel": "stable", "run_id": run_id}, iteration=1, stage="decide")]
+            [
+                ev(
+                    "promotion",
+                    {"checkpoint_id": ck.id, "channel": "stable", "run_id": run_id},
+                    iteration=1,
+                    stage="decide",
+                )
+            ]
         )
-    batches.append([ev("run.finished", {"outcome": "promoted", "reasons": ["good"], "stable_checkpoint": ck.id})])
-    return {"batches": batches, "examples": examples, "dropped": dropped, "dataset": ref, "checkpoint": ck, "base": base}
+    batches.append(
+        [ev("run.finished", {"outcome": "promoted", "reasons": ["good"], "stable_checkpoint": ck.id})]
+    )
+    return {
+        "batches": batches,
+        "examples": examples,
+        "dropped": dropped,
+        "dataset": ref,
+        "checkpoint": ck,
+        "base": base,
+    }

@@ -16,10 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _registry_events import Stream, make_examples  # noqa: E402
-
-import forgemind_duckdb_registry as plugin  # noqa: E402
-from forgemind_hookspecs import to_dict  # noqa: E402
+import forgemind_duckdb_registry as plugin
+from _registry_events import Stream, make_examples
+from forgemind_hookspecs import to_dict
 
 
 def main() -> None:
@@ -31,7 +30,12 @@ def main() -> None:
         examples = make_examples(per_batch, salt=run_id, start=b * per_batch)
         events = [
             ev("examples", {"examples": to_dict(examples)}, iteration=1, stage="generate"),
-            ev("metric", {"name": "generate.count", "value": float(per_batch), "step": b}, iteration=1, stage="generate"),
+            ev(
+                "metric",
+                {"name": "generate.count", "value": float(per_batch), "step": b},
+                iteration=1,
+                stage="generate",
+            ),
         ]
         plugin.forgemind_record(events, home)
         if ack:

@@ -10,9 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _registry_events import full_run  # noqa: E402
-
-import forgemind_duckdb_registry as plugin  # noqa: E402
+import forgemind_duckdb_registry as plugin
+from _registry_events import full_run
 
 
 @pytest.fixture

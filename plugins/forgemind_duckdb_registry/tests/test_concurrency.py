@@ -16,17 +16,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import forgemind_duckdb_registry as plugin
 import pytest
 from _registry_events import Stream
-
-import forgemind_duckdb_registry as plugin
 from forgemind_hookspecs import RegistryBusy
 
 WORKER = str(Path(__file__).parent / "_registry_worker.py")
 
 
-def _worker(home: Path, run_id: str, batches: int, per_batch: int, *, ack: bool = False) -> subprocess.Popen[str]:
-    args = [sys.executable, WORKER, str(home), run_id, str(batches), str(per_batch)] + (["--ack"] if ack else [])
+def _worker(
+    home: Path, run_id: str, batches: int, per_batch: int, *, ack: bool = False
+) -> subprocess.Popen[str]:
+    args = [sys.executable, WORKER, str(home), run_id, str(batches), str(per_batch)] + (
+        ["--ack"] if ack else []
+    )
     out = subprocess.PIPE if ack else subprocess.DEVNULL
     return subprocess.Popen(args, stdout=out, stderr=subprocess.DEVNULL, text=True)
 
@@ -137,7 +140,9 @@ def test_bounded_wait_raises_registry_busy_and_writes_survive(
         monkeypatch.setenv("FORGEMIND_REGISTRY_TIMEOUT", "0.3")
         monkeypatch.setenv("FORGEMIND_REGISTRY_INGEST_INTERVAL", "0")  # make it try to ingest now
         plugin.forgemind_record([ev("metric", {"name": "m", "value": 3.0, "step": 1})], str(forge_home))
-        assert [e["event"] for e in captured_logs if e["log_level"] == "warning"] == ["registry.ingest_deferred"]
+        assert [e["event"] for e in captured_logs if e["log_level"] == "warning"] == [
+            "registry.ingest_deferred"
+        ]
     finally:
         holder.kill()
         holder.wait(timeout=30)

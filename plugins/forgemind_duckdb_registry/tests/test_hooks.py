@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from _registry_events import full_run
-
 import forgemind_duckdb_registry as plugin
+from _registry_events import full_run
 from forgemind_hookspecs import Registry
 
 

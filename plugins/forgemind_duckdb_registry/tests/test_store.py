@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import forgemind_duckdb_registry as plugin
 import pytest
 from _registry_events import Stream, full_run
-
-import forgemind_duckdb_registry as plugin
 from forgemind_duckdb_registry.journal import journal_path
 from forgemind_duckdb_registry.schema import SCHEMA_VERSION, migrate, schema_version
 from forgemind_duckdb_registry.store import connect, db_path
@@ -41,7 +40,10 @@ def test_promotion_versions_one_per_checkpoint_per_channel(forge_home: Path) -> 
     plugin.forgemind_record(promote[:2], str(forge_home))
     plugin.forgemind_record(promote[2:], str(forge_home))
     registry = plugin.DuckDBRegistry(forge_home)
-    assert [(v["version"], v["checkpoint_id"]) for v in registry.channel("stable")] == [(2, "ck2"), (1, "ck1")]
+    assert [(v["version"], v["checkpoint_id"]) for v in registry.channel("stable")] == [
+        (2, "ck2"),
+        (1, "ck1"),
+    ]
     assert [(v["version"], v["checkpoint_id"]) for v in registry.channel("beta")] == [(1, "ck1")]
     (again,) = registry.events("run-p", ["promotion"])[2:3]
     assert again["payload"]["already_promoted"] is True and again["payload"]["version"] == 1
@@ -52,7 +54,9 @@ def test_upgrades_a_version_1_file(forge_home: Path) -> None:
     path.parent.mkdir(parents=True)
     con = duckdb.connect(str(path))
     assert migrate(con, target=1) == 1
-    con.execute("INSERT INTO runs (id, goal_name, status, started) VALUES ('old-run', 'legacy', 'finished', 1.0)")
+    con.execute(
+        "INSERT INTO runs (id, goal_name, status, started) VALUES ('old-run', 'legacy', 'finished', 1.0)"
+    )
     con.close()
     registry = plugin.DuckDBRegistry(forge_home)
     (row,) = registry.runs()
@@ -122,7 +126,9 @@ def test_lineage_round_trip(recorded: dict[str, Any], forge_home: Path) -> None:
     up = registry.lineage(ck.id)
     assert up["kind"] == "checkpoint"
     assert {(a["id"], a["kind"]) for a in up["ancestors"]} == {
-        (ds.id, "dataset"), (base.id, "checkpoint"), ("run-a", "run")
+        (ds.id, "dataset"),
+        (base.id, "checkpoint"),
+        ("run-a", "run"),
     }
     (dataset,) = up["datasets"]
     assert dataset["id"] == ds.id and dataset["n_examples"] == 28
@@ -134,7 +140,10 @@ def test_lineage_round_trip(recorded: dict[str, Any], forge_home: Path) -> None:
     assert [(d["id"], d["kind"]) for d in up["descendants"]] == [("stable:v1", "promotion")]
 
     down = registry.lineage(ds.id)
-    assert {(d["id"], d["kind"]) for d in down["descendants"]} == {(ck.id, "checkpoint"), ("stable:v1", "promotion")}
+    assert {(d["id"], d["kind"]) for d in down["descendants"]} == {
+        (ck.id, "checkpoint"),
+        ("stable:v1", "promotion"),
+    }
     assert [p["checkpoint_id"] for p in down["promotions"]] == [ck.id]
 
     kept = next(e for e in recorded["examples"] if e.id not in recorded["dropped"])
@@ -158,7 +167,9 @@ def test_lineage_round_trip(recorded: dict[str, Any], forge_home: Path) -> None:
 def test_ambiguous_checkpoint_prefix_is_one_sentence(forge_home: Path) -> None:
     ev = Stream("run-c")
     cks = [{"id": f"abc{i}", "path": "p", "base_model": "b", "method": "lora"} for i in range(2)]
-    plugin.forgemind_record([ev("checkpoint", {"checkpoint": c}, stage="train") for c in cks], str(forge_home))
+    plugin.forgemind_record(
+        [ev("checkpoint", {"checkpoint": c}, stage="train") for c in cks], str(forge_home)
+    )
     registry = plugin.DuckDBRegistry(forge_home)
     with pytest.raises(UserError, match="ambiguous"):
         registry.checkpoint("abc")
@@ -201,7 +212,9 @@ def test_writer_ingests_at_most_once_per_interval_but_readers_see_everything(
     monkeypatch.setenv("FORGEMIND_REGISTRY_INGEST_INTERVAL", "3600")
     ev = Stream("run-t")
     plugin.forgemind_record([ev("run.started", {"goal": {"name": "g"}})], str(forge_home))  # first: ingests
-    plugin.forgemind_record([ev("metric", {"name": "m", "value": float(i), "step": i}) for i in range(3)], str(forge_home))
+    plugin.forgemind_record(
+        [ev("metric", {"name": "m", "value": float(i), "step": i}) for i in range(3)], str(forge_home)
+    )
     con = duckdb.connect(str(db_path(forge_home)), read_only=True)
     try:  # the database itself has not been touched by the second call ...
         assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 1
