@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,15 @@ def cli_context(stage: str, *, quiet: bool = False) -> StageContext:
     import structlog
 
     home = Path(os.environ.get("FORGEMIND_HOME") or ".forgemind")
+    # The kernel configures structlog for its CLI; unconfigured (tests, embedding), log to stderr so
+    # that stdout carries only the command's result (--json stays parseable).
+    if structlog.is_configured():
+        log = structlog.get_logger("forgemind.hf")
+    else:
+        log = structlog.wrap_logger(structlog.PrintLogger(sys.stderr))
     ctx = StageContext(
         run_id="adhoc", stage=stage, home=home, work_dir=home / "work" / stage, cache_dir=home / "cache",
-        log=structlog.get_logger("forgemind.hf").bind(stage=stage),
+        log=log.bind(stage=stage),
     )
     if not quiet:
         ctx.progress = _rich_progress

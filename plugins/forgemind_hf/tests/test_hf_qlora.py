@@ -12,7 +12,7 @@ from forgemind_hf.finetune import load_for_training
 from forgemind_hf.options import TrainerOptions
 from forgemind_hookspecs import StageContext
 
-from helpers import request, snippet_dataset
+from hf_testutil import request, snippet_dataset
 
 bnb = pytest.importorskip("bitsandbytes")
 

@@ -13,8 +13,7 @@ from forgemind_hookspecs import DataError, Example, ForgeError, StageContext
 from forgemind_hookspecs.snapshots import write_snapshot
 from safetensors.torch import load_file
 
-from conftest import snippet_examples
-from helpers import accuracy, request, snippet_dataset
+from hf_testutil import accuracy, request, snippet_dataset, snippet_examples
 
 
 def test_pack_keeps_sequences_apart() -> None:
@@ -47,7 +46,7 @@ def test_lora_learns_snippet_labels(tiny_base: Path, stage_context: StageContext
     base = trainer.load_base(str(tiny_base), stage_context)
     runner = HFRunner()
     before = accuracy(runner.generate(base, [r["prompt"] for r in held_out], stage_context, max_new_tokens=4), held_out)
-    ckpt = trainer.train(request(base, dataset, tmp_path / "out", epochs=3, learning_rate=3e-3), stage_context)
+    ckpt = trainer.train(request(base, dataset, tmp_path / "out", epochs=3, learning_rate=5e-3), stage_context)
     after = accuracy(runner.generate(ckpt, [r["prompt"] for r in held_out], stage_context, max_new_tokens=4), held_out)
     curve = ckpt.manifest["loss_curve"]
     assert sum(curve[-5:]) / 5 < sum(curve[:5]) / 5 - 0.5
@@ -65,7 +64,7 @@ def test_lora_learns_snippet_labels(tiny_base: Path, stage_context: StageContext
     losses = [p for k, p in emitted if k == "metric" and p["name"] == "train.loss"]
     assert len(losses) == ckpt.manifest["steps"] and losses[-1]["step"] == ckpt.manifest["steps"]
     # same request again: the finished checkpoint is returned, id unchanged (content-addressed)
-    again = trainer.train(request(base, dataset, tmp_path / "out", epochs=3, learning_rate=3e-3), stage_context)
+    again = trainer.train(request(base, dataset, tmp_path / "out", epochs=3, learning_rate=5e-3), stage_context)
     assert again.id == ckpt.id and again.manifest["duration_s"] == ckpt.manifest["duration_s"]
 
 

@@ -15,11 +15,13 @@ import pytest
 from forgemind_hookspecs import StageContext
 from forgemind_hookspecs.converter import to_dict
 
-from helpers import snippet_dataset
+from hf_testutil import snippet_dataset
 
 CHILD = r"""
 import json, sys
-import conftest  # offline environment first
+import os
+for k in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE', 'TRANSFORMERS_OFFLINE'):
+    os.environ[k] = '1'
 from forgemind_hf import HFTrainer
 from forgemind_hookspecs import StageContext, TrainRequest
 from forgemind_hookspecs.converter import from_dict
@@ -44,7 +46,7 @@ def _spawn(tmp_path: Path, request: dict) -> subprocess.Popen[str]:
 def test_sigkill_then_resume_matches_uninterrupted(tiny_base: Path, stage_context: StageContext, tmp_path: Path) -> None:
     from forgemind_hf import HFTrainer
 
-    from helpers import request
+    from hf_testutil import request
 
     dataset = snippet_dataset(tmp_path / "ds", 96, seed=7)
     trainer = HFTrainer()

@@ -1,0 +1,64 @@
+"""Pre-training from scratch: tokenizer + Llama + loop, saved as HF safetensors, content-addressed."""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+from pathlib import Path
+
+import pytest
+from forgemind_hf import HFTrainer
+from forgemind_hf.pretrain import corpus_files
+from forgemind_hookspecs import PretrainSpec, StageContext, UserError
+
+SMALL = {"layers": 2, "hidden": 64, "heads": 4, "ffn": 128, "vocab": 512, "seq_len": 64, "batch_size": 4,
+         "steps": 12, "learning_rate": 3e-3, "bf16": False}
+
+
+def test_pretrain_builds_and_reuses_a_base(corpus_dir: Path, stage_context: StageContext, emitted: list) -> None:
+    trainer = HFTrainer()
+    spec = PretrainSpec(corpus=str(corpus_dir), preset="tiny", options=SMALL)
+    ckpt = trainer.pretrain(spec, stage_context)
+    folder = Path(ckpt.path)
+    assert ckpt.kind == "full" and ckpt.method == "pretrain"
+    assert folder.parent.parent == stage_context.cache_dir / "bases"
+    assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 2
+    m = ckpt.manifest
+    assert m["val_loss_after"] < m["val_loss_before"] - 0.5
+    assert m["steps"] == 12 and len(m["loss_curve"]) == 12
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                             tokenize=False)
+    assert rendered.endswith("<|assistant|>\n")
+    assert tokenizer.decode(tokenizer.encode("def f(x):\n    return x", add_special_tokens=False)) == \
+        "def f(x):\n    return x"
+    # same corpus + preset + options: reused, not trained again
+    n_metrics = len(emitted)
+    again = trainer.pretrain(spec, stage_context)
+    assert again.id == ckpt.id and again.path == ckpt.path and len(emitted) == n_metrics
+    # load_base("pretrain") follows the goal's pretrain section
+    other = trainer.pretrain(PretrainSpec(corpus=str(corpus_dir), preset="tiny", options={**SMALL, "seed": 1}),
+                             stage_context)
+    assert other.id != ckpt.id
+
+
+def test_corpus_kinds(corpus_dir: Path, tmp_path: Path) -> None:
+    stdlib = corpus_files("stdlib")
+    root = Path(sysconfig.get_paths()["stdlib"])
+    assert len(stdlib) > 200 and all(p.suffix == ".py" for p in stdlib)
+    assert not any("site-packages" in p.parts or "test" in p.relative_to(root).parts[:-1] for p in stdlib)
+    assert {p.name for p in corpus_files(str(corpus_dir))} == {"a.txt", "b.py"}
+    assert [p.name for p in corpus_files(str(corpus_dir / "*.txt"))] == ["a.txt"]
+    with pytest.raises(UserError, match="no readable text files"):
+        corpus_files(str(tmp_path / "nothing-*.txt"))
+
+
+def test_unknown_preset_is_a_config_error(corpus_dir: Path, stage_context: StageContext) -> None:
+    with pytest.raises(UserError, match="unknown preset"):
+        HFTrainer().pretrain(PretrainSpec(corpus=str(corpus_dir), preset="huge"), stage_context)
+    with pytest.raises(UserError, match="unknown pre-training option"):
+        HFTrainer().pretrain(PretrainSpec(corpus=str(corpus_dir), preset="tiny", options={"layerz": 2}), stage_context)
