@@ -131,10 +131,8 @@ def connect(
     timeout_s = default_timeout() if timeout_s is None else timeout_s
     path = db_path(home)
     deadline = time.monotonic() + timeout_s
-    lock = _process_lock(path) if path.parent.exists() else None
-    if lock is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _process_lock(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _process_lock(path)
     if not lock.acquire(timeout=max(timeout_s, 0.001)):
         raise _busy(path, timeout_s)
     try:
