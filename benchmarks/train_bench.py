@@ -113,7 +113,7 @@ def _run_baseline(base: Path, rows: list[dict[str, str]], args: argparse.Namespa
         output_dir=str(out), per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
         learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=0.05, weight_decay=0.0,
         max_grad_norm=1.0, bf16=bf16, use_cpu=True, report_to="none", save_strategy="no",
-        logging_steps=1000, seed=0, dataloader_num_workers=0, disable_tqdm=True,
+        logging_strategy="no", seed=0, dataloader_num_workers=0, disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=features, data_collator=collate)
     began = time.perf_counter()

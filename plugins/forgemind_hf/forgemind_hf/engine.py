@@ -33,7 +33,9 @@ __all__ = [
     "LoopResult",
     "Packed",
     "batch_tokens",
+    "barrier",
     "device_for_training",
+    "distributed",
     "file_sha256",
     "hardware",
     "library_versions",
@@ -53,6 +55,26 @@ def device_for_training() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+
+def distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; under ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE`` > 1) this
+    joins the process group (NCCL on CUDA, Gloo on CPU) the launcher describes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def use_bf16(setting: str | bool, device: torch.device) -> bool:
@@ -172,6 +194,14 @@ def batch_tokens(batch: Packed) -> int:
 # --------------------------------------------------------------------------------------------
 # The loop.
 # --------------------------------------------------------------------------------------------
+
+
+class _QuietBar:
+    def advance(self, n: float = 1, **fields: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 @define
@@ -326,9 +356,13 @@ def train_loop(
     seed), which is what makes the data position exact on resume.
     """
     device = device or next(model.parameters()).device
+    rank, world = distributed()
+    main = rank == 0
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    for stale in checkpoint_dir.glob("checkpoint-*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
+    if main:
+        for stale in checkpoint_dir.glob("checkpoint-*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+    barrier(world)
     optimizer, scheduler = make_optimizer(model, cfg)
     result = LoopResult(steps=cfg.total_steps)
     start = 0
@@ -344,7 +378,14 @@ def train_loop(
     else:
         torch.manual_seed(cfg.seed)
     model.train()  # also the bitsandbytes CPU trap: never run a quantised forward in eval mode first
-    bar = ctx.progress(cfg.description, cfg.total_steps)
+    forward = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Same loop on every rank; each rank's batch_at(step) returns its shard of the step's data
+        # and DDP averages the gradients, so the optimiser steps stay identical across ranks.
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    bar = ctx.progress(cfg.description, cfg.total_steps) if main else _QuietBar()
     if start:
         bar.advance(start)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -354,7 +395,7 @@ def train_loop(
         for step in range(start, cfg.total_steps):
             batch = batch_at(step)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                out = model(
+                out = forward(
                     input_ids=batch.input_ids.to(device),
                     position_ids=batch.position_ids.to(device),
                     labels=batch.labels.to(device),
@@ -367,28 +408,36 @@ def train_loop(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            value = float(loss.detach())
+            value, step_tokens = float(loss.detach()), batch.tokens
+            if world > 1:
+                import torch.distributed as dist
+
+                pair = torch.tensor([value, float(step_tokens)], device=device)
+                dist.all_reduce(pair)
+                value, step_tokens = float(pair[0]) / world, int(pair[1])
             if not math.isfinite(value):
                 raise ForgeError(
                     f"training diverged at step {step + 1} (loss {value}); lower train.learning_rate",
                     field="train.learning_rate",
                 )
             result.losses.append(value)
-            result.tokens += batch.tokens
-            window_tokens += batch.tokens
+            result.tokens += step_tokens
+            window_tokens += step_tokens
             done = step + 1
             now = time.perf_counter()
             result.seconds = now - began
             tps = window_tokens / max(now - window_start, 1e-9)
             bar.advance(1, loss=round(value, 4), tokens_per_s=round(tps, 1))
-            if done % max(cfg.log_every_steps, 1) == 0 or done == cfg.total_steps:
+            if main and (done % max(cfg.log_every_steps, 1) == 0 or done == cfg.total_steps):
                 ctx.emit("metric", {"name": "train.loss", "value": value, "step": done})
                 ctx.emit("metric", {"name": "train.tokens_per_s", "value": tps, "step": done})
                 window_tokens, window_start = 0, now
             if on_step is not None:
                 on_step(done, value)
             if cfg.save_every_steps > 0 and done % cfg.save_every_steps == 0 and done < cfg.total_steps:
-                _save_checkpoint(checkpoint_dir, done, model, optimizer, scheduler, result, cfg.keep_checkpoints)
+                if main:
+                    _save_checkpoint(checkpoint_dir, done, model, optimizer, scheduler, result, cfg.keep_checkpoints)
+                barrier(world)
     finally:
         bar.close()
     return result

@@ -195,6 +195,7 @@ class _Plan:
         self.seed = seed
         self.pad_id = pad_id
         self._perm: dict[int, torch.Tensor] = {}
+        self.rank, self.world = 0, 1
 
     def indices(self, step: int) -> list[int]:
         epoch, within = divmod(step, self.per_epoch)
@@ -204,7 +205,9 @@ class _Plan:
         return self._perm[epoch][within * self.batch_size : (within + 1) * self.batch_size].tolist()
 
     def batch_at(self, step: int) -> engine.Packed:
-        return engine.pack([self.sequences[i] for i in self.indices(step)], self.capacity, self.pad_id)
+        """The step's examples packed; under DDP only this rank's share (every world-th example)."""
+        mine = self.indices(step)[self.rank :: self.world]
+        return engine.pack([self.sequences[i] for i in mine], self.capacity, self.pad_id)
 
     def total_tokens(self) -> int:
         return sum(len(self.sequences[i][0]) for s in range(self.total_steps) for i in self.indices(s))
@@ -244,12 +247,11 @@ def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) 
     cfg = engine.LoopConfig(total_steps=plan.total_steps, learning_rate=options.learning_rate, bf16=bf16)
     optimizer, _ = engine.make_optimizer(model, cfg)
     k = max(1, options.calibration_steps)
-    probe = [0] + [(i * plan.per_epoch) // k for i in range(k)]
+    probe = [(i * plan.per_epoch) // k for i in range(k)]
     seconds_per_token: list[float] = []
     model.train()
-    for n, step in enumerate(probe):
-        batch = plan.batch_at(step)
-        began = time.perf_counter()
+
+    def step(batch: engine.Packed) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
                          labels=batch.labels.to(device), use_cache=False).loss
@@ -258,8 +260,16 @@ def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) 
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if n > 0:
-            seconds_per_token.append((time.perf_counter() - began) / max(batch.tokens, 1))
+
+    # Each probe batch runs twice and only the second run is timed: the first run of a new tensor shape
+    # pays one-off kernel selection (oneDNN bf16 on CPU, cuBLAS heuristics on GPU) that a long run
+    # amortises, and timing it made early estimates several times too long.
+    for index in probe:
+        batch = plan.batch_at(index)
+        step(batch)
+        began = time.perf_counter()
+        step(batch)
+        seconds_per_token.append((time.perf_counter() - began) / max(batch.tokens, 1))
     tokens = plan.total_tokens()
     rate = sum(seconds_per_token) / len(seconds_per_token)
     seconds = tokens * rate
@@ -301,6 +311,11 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
             return done
         shutil.rmtree(final)
     device = engine.device_for_training()
+    rank, world = engine.distributed()
+    if world > 1 and options.batch_size < world:
+        raise ConfigError(f"batch_size {options.batch_size} is smaller than the {world} processes",
+                          field="train.batch_size")
+    plan.rank, plan.world = rank, world
     bf16 = engine.use_bf16(options.bf16, device)
     model = load_for_training(request.base, request.method, options, device, seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -319,6 +334,9 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         description=f"train {request.method}",
     )
     result = engine.train_loop(model, plan.batch_at, cfg, out / "checkpoints", ctx, device=device)
+    if rank != 0:  # rank 0 writes the final checkpoint; the others wait for it and return it
+        engine.barrier(world)
+        return from_dict(Checkpoint, json.loads((final / "manifest.json").read_text())["checkpoint"])
     tmp = out / "final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     kind = "full"
@@ -336,7 +354,6 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
     weights = sorted(tmp.glob("*.safetensors"))
     hours = result.seconds / 3600
     price = options.price_per_gpu_hour if device.type == "cuda" else options.price_per_cpu_hour
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     manifest: dict[str, Any] = {
         "kind": "finetune",
         "config": to_dict(options),
@@ -356,6 +373,7 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         "duration_s": result.seconds,
         "tokens_per_s": result.tokens / max(result.seconds, 1e-9),
         "cost_usd": hours * price * world,
+        "world_size": world,
         "bf16": bf16,
         "hardware": engine.hardware(),
         "libraries": engine.library_versions(),
@@ -368,6 +386,7 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
     (tmp / "manifest.json").write_text(json.dumps({"checkpoint": to_dict(checkpoint)}, indent=1, default=str))
     os.replace(tmp, final)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    engine.barrier(world)
     ctx.emit("metric", {"name": "train.final_loss", "value": result.losses[-1], "step": plan.total_steps})
     ctx.log.info("training finished", checkpoint=ckpt_id, steps=plan.total_steps,
                  seconds=round(result.seconds, 1), loss=round(result.losses[-1], 4))
