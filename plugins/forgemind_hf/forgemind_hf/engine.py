@@ -28,12 +28,14 @@ from attrs import define, field
 from forgemind_hookspecs.backends import StageContext
 from forgemind_hookspecs.errors import ForgeError
 
+from .logs import log
+
 __all__ = [
     "LoopConfig",
     "LoopResult",
     "Packed",
-    "batch_tokens",
     "barrier",
+    "batch_tokens",
     "device_for_training",
     "distributed",
     "file_sha256",
@@ -331,7 +333,7 @@ def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> tuple[torch.optim
         scheduler = get_scheduler(
             name,
             optimizer=optimizer,
-            num_warmup_steps=int(math.ceil(cfg.warmup_ratio * cfg.total_steps)),
+            num_warmup_steps=math.ceil(cfg.warmup_ratio * cfg.total_steps),
             num_training_steps=cfg.total_steps,
         )
     except ValueError as error:
@@ -374,7 +376,7 @@ def train_loop(
         result.losses = list(state["losses"])
         result.tokens = int(state["tokens"])
         result.seconds = float(state["seconds"])
-        ctx.log.info("training resumed", checkpoint=str(path), step=start)
+        log(ctx, "info", "training resumed", checkpoint=str(path), step=start)
     else:
         torch.manual_seed(cfg.seed)
     model.train()  # also the bitsandbytes CPU trap: never run a quantised forward in eval mode first

@@ -21,6 +21,7 @@ from forgemind_hookspecs.records import Checkpoint, Estimate, Example, content_h
 from forgemind_hookspecs.snapshots import read_snapshot
 
 from . import engine
+from .logs import log
 from .options import TrainerOptions
 from .text import encode_example
 
@@ -218,7 +219,7 @@ def _prepare(request: TrainRequest, options: TrainerOptions, ctx: StageContext) 
     tokenizer = load_tokenizer(_base_path(request.base), options)
     sequences, truncated = encode_all(examples, tokenizer, options.max_length, request.dataset.path)
     if truncated:
-        ctx.log.warning("examples truncated", count=truncated, max_length=options.max_length)
+        log(ctx, "warning", "examples truncated", count=truncated, max_length=options.max_length)
     seed = request.seed or options.seed
     plan = _Plan(sequences, options, seed, tokenizer.pad_token_id)
     return examples, tokenizer, plan, seed, truncated
@@ -307,7 +308,7 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
     if (final / "manifest.json").is_file():
         done = from_dict(Checkpoint, json.loads((final / "manifest.json").read_text())["checkpoint"])
         if done.id == ckpt_id:
-            ctx.log.info("training already finished", checkpoint=done.id)
+            log(ctx, "info", "training already finished", checkpoint=done.id)
             return done
         shutil.rmtree(final)
     device = engine.device_for_training()
@@ -388,6 +389,6 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     engine.barrier(world)
     ctx.emit("metric", {"name": "train.final_loss", "value": result.losses[-1], "step": plan.total_steps})
-    ctx.log.info("training finished", checkpoint=ckpt_id, steps=plan.total_steps,
+    log(ctx, "info", "training finished", checkpoint=ckpt_id, steps=plan.total_steps,
                  seconds=round(result.seconds, 1), loss=round(result.losses[-1], 4))
     return checkpoint

@@ -25,6 +25,7 @@ from forgemind_hookspecs.dataformats import read_examples
 from forgemind_hookspecs.errors import DataError, UserError
 from forgemind_hookspecs.records import Checkpoint, PretrainSpec, content_hash
 
+from .logs import log
 from .options import Preset, preset
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "base_key", "corpus_files", "corpus_texts", "pretrain",
@@ -196,7 +197,7 @@ def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float
     bases = Path(ctx.cache_dir) / "bases"
     final = bases / key
     if (final / "manifest.json").is_file():
-        ctx.log.info("pre-trained base reused", key=key, path=str(final))
+        log(ctx, "info", "pre-trained base reused", key=key, path=str(final))
         return _checkpoint_from(final)
 
     import torch
@@ -286,7 +287,7 @@ def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float
     else:
         os.replace(work, final)
     ctx.emit("metric", {"name": "pretrain.val_loss", "value": val_after, "step": steps})
-    ctx.log.info("pre-trained base", key=key, steps=steps, val_loss=val_after, seconds=round(result.seconds, 1))
+    log(ctx, "info", "pre-trained base", key=key, steps=steps, val_loss=val_after, seconds=round(result.seconds, 1))
     return _checkpoint_from(final)
 
 

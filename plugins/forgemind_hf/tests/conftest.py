@@ -13,11 +13,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="forgemind-hf-home-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # hf_testutil, whatever pytest's import mode
 
-from hf_testutil import CORPUS  # noqa: E402
+from hf_testutil import CORPUS
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from forgemind_hookspecs import StageContext
 from forgemind_hookspecs.converter import to_dict
-
 from hf_testutil import request, snippet_dataset
 
 CHILD = r"""
@@ -63,10 +62,9 @@ def test_two_rank_ddp_training_on_cpu(tiny_base: Path, stage_context: StageConte
     assert sorted(r["rank"] for r in results) == [0, 1]
     assert results[0]["id"] == results[1]["id"] and results[0]["world"] == 2
     # every example of every step was trained exactly once across the two ranks
-    from transformers import AutoTokenizer
-
     from forgemind_hf.text import encode_example
     from forgemind_hookspecs.snapshots import read_snapshot
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
     per_epoch = sum(len(encode_example(e, tokenizer, 256)[0]) for e in read_snapshot(dataset.path))

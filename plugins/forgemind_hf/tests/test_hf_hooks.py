@@ -11,7 +11,6 @@ import click
 import forgemind_hf
 from click.testing import CliRunner
 from forgemind_hookspecs import DataError, collect_backends, make_plugin_manager
-
 from hf_testutil import snippet_examples, write_jsonl
 
 

@@ -11,7 +11,6 @@ from forgemind_hf.engine import pack
 from forgemind_hf.finetune import load_for_training
 from forgemind_hf.options import TrainerOptions
 from forgemind_hookspecs import StageContext
-
 from hf_testutil import request, snippet_dataset
 
 bnb = pytest.importorskip("bitsandbytes")

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from forgemind_hookspecs import StageContext
 from forgemind_hookspecs.converter import to_dict
-
 from hf_testutil import snippet_dataset
 
 CHILD = r"""
@@ -45,7 +44,6 @@ def _spawn(tmp_path: Path, request: dict) -> subprocess.Popen[str]:
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tiny_base: Path, stage_context: StageContext, tmp_path: Path) -> None:
     from forgemind_hf import HFTrainer
-
     from hf_testutil import request
 
     dataset = snippet_dataset(tmp_path / "ds", 96, seed=7)

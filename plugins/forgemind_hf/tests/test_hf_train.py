@@ -11,9 +11,8 @@ from forgemind_hf import HFRunner, HFTrainer
 from forgemind_hf.engine import pack
 from forgemind_hookspecs import DataError, Example, ForgeError, StageContext
 from forgemind_hookspecs.snapshots import write_snapshot
-from safetensors.torch import load_file
-
 from hf_testutil import accuracy, request, snippet_dataset, snippet_examples
+from safetensors.torch import load_file
 
 
 def test_pack_keeps_sequences_apart() -> None:
@@ -115,3 +114,33 @@ def test_bad_data_and_options_are_refused(tiny_base: Path, stage_context: StageC
         trainer.train(request(base, good, tmp_path / "o", lora_rank=8), stage_context)
     with pytest.raises(ForgeError, match="unknown method"):
         trainer.train(request(base, good, tmp_path / "o", method="dpo"), stage_context)
+
+
+def test_chat_examples_train_through_the_chat_template(tiny_base: Path, stage_context: StageContext,
+                                                       tmp_path: Path) -> None:
+    from forgemind_hf.text import encode_example
+    from forgemind_hookspecs import Message
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    chat = Example(messages=(Message("system", "Label code."), Message("user", "print(x)"),
+                             Message("assistant", "benign")))
+    ids, labels, _ = encode_example(chat, tokenizer, 256)
+    prompt_part = tokenizer.decode([i for i, lab in zip(ids, labels, strict=True) if lab == -100])
+    assert prompt_part.endswith("<|assistant|>\n") and "<|user|>\nprint(x)" in prompt_part
+    assert tokenizer.decode([lab for lab in labels if lab != -100]) == "benign</s>"
+    dataset = write_snapshot([chat] * 8, tmp_path / "ds")
+    ckpt = HFTrainer().train(request(HFTrainer().load_base(str(tiny_base), stage_context), dataset,
+                                     tmp_path / "chat", epochs=2, batch_size=4), stage_context)
+    assert ckpt.manifest["examples"] == 8 and ckpt.manifest["loss_curve"][-1] < ckpt.manifest["loss_curve"][0]
+
+
+def test_truncation_with_the_contracts_default_logger(tiny_base: Path, tmp_path: Path) -> None:
+    """A bare StageContext carries a stdlib logger (no key-value arguments): logging must not crash."""
+    ctx = StageContext(home=tmp_path, work_dir=tmp_path / "w", cache_dir=tmp_path / "c")
+    long = Example(prompt="Code: " + "print(x) " * 60 + "\nLabel:", completion=" benign")
+    dataset = write_snapshot([long, Example(prompt="Code: eval(x)\nLabel:", completion=" dangerous")], tmp_path / "ds")
+    trainer = HFTrainer()
+    ckpt = trainer.train(request(trainer.load_base(str(tiny_base), ctx), dataset, tmp_path / "t", epochs=1,
+                                 max_length=32), ctx)
+    assert ckpt.manifest["truncated"] == 1 and ckpt.manifest["tokens"] <= 32 + 32
