@@ -16,29 +16,77 @@ from hf_testutil import request, snippet_dataset
 bnb = pytest.importorskip("bitsandbytes")
 
 
-def test_gradients_reach_lora_weights_of_a_4bit_model(tiny_base: Path, stage_context: StageContext) -> None:
+def _quantised(tiny_base: Path) -> torch.nn.Module:
     from forgemind_hf.finetune import describe_base
 
-    options = TrainerOptions(allow_cpu_4bit=True, lora_r=4)
-    model = load_for_training(describe_base(str(tiny_base)), "qlora", options, torch.device("cpu"))
-    quantised = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    assert quantised, "the base layers were not quantised"
-    assert all(m.weight.dtype == torch.uint8 for m in quantised)
+    options = TrainerOptions(allow_cpu_4bit=True, lora_r=4, lora_dropout=0.0)
+    return load_for_training(describe_base(str(tiny_base)), "qlora", options, torch.device("cpu"), seed=0)
+
+
+def _lora_a_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     batch = pack([([1, 40, 41, 42, 43, 2], [-100, -100, 41, 42, 43, 2])] * 2, capacity=16, pad_id=0)
-    lora_a = {n: p for n, p in model.named_parameters() if "lora_A" in n}
-    lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
-    optimizer = torch.optim.AdamW([*lora_a.values(), *lora_b.values()], lr=1e-2)
-    for _ in range(2):  # step 1 moves lora_B off zero, so step 2 must give lora_A a gradient too
-        loss = model(input_ids=batch.input_ids, position_ids=batch.position_ids, labels=batch.labels,
-                     use_cache=False).loss
-        loss.backward()
-        grads_b = [p.grad for p in lora_b.values()]
-        grads_a = [p.grad for p in lora_a.values()]
-        assert all(g is not None and float(g.abs().sum()) > 0 for g in grads_b)
-        optimizer.step()
-        optimizer.zero_grad()
-    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads_a)
+    model.zero_grad()
+    loss = model(input_ids=batch.input_ids, position_ids=batch.position_ids, labels=batch.labels,
+                 use_cache=False).loss
+    loss.backward()
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+
+
+def _reference_grads(model: torch.nn.Module, tiny_base: Path) -> dict[str, torch.Tensor]:
+    """The same LoRA gradients through an fp32 copy whose base weights are the dequantised 4-bit ones."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    ref = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base),
+                         LoraConfig(r=4, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                weight = bnb.functional.dequantize_4bit(module.weight.data, module.weight.quant_state)
+                ref.get_submodule(name).weight.copy_(weight.float())
+        params = dict(model.named_parameters())
+        for name, p in ref.named_parameters():
+            if "lora_" in name:
+                p.copy_(params[name].float())
+    ref.train()
+    return _lora_a_grads(ref)
+
+
+def _relative_error(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> float:
+    return sum(float((got[k].float() - want[k]).norm()) for k in want) / sum(float(want[k].norm()) for k in want)
+
+
+def _with_nonzero_lora_b(model: torch.nn.Module) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return model
+
+
+def test_gradients_reach_lora_weights_of_a_4bit_model(tiny_base: Path) -> None:
+    model = _with_nonzero_lora_b(_quantised(tiny_base))  # lora_B != 0 so lora_A's gradient is non-trivial
+    quantised = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantised and all(m.weight.dtype == torch.uint8 for m in quantised)
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+    grads = _lora_a_grads(model)
+    assert grads and all(float(g.abs().sum()) > 0 for g in grads.values())
+    # the gradient through the quantised base layers is the right one, not merely non-zero
+    assert _relative_error(grads, _reference_grads(model, tiny_base)) < 0.1
+
+
+def test_the_reference_check_catches_the_eval_mode_trap(tiny_base: Path) -> None:
+    """What the trainer avoids: an eval-mode forward first repacks the CPU weights, and later
+    gradients through the base layers are silently wrong (the check above must be able to fail)."""
+    model = _with_nonzero_lora_b(_quantised(tiny_base))
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 40, 41]]), use_cache=False)
+    model.train()
+    with pytest.warns(UserWarning, match="autograd kernel was not registered"):
+        grads = _lora_a_grads(model)
+    assert _relative_error(grads, _reference_grads(model, tiny_base)) > 0.1
 
 
 @pytest.mark.gpu
