@@ -36,6 +36,8 @@ class ForgeGroup(click.Group):
             return super().invoke(ctx)
         except ForgeError as error:
             click.echo(f"Error: {error}", err=True)
+            for note in getattr(error, "__notes__", ()):  # further problems of the same file
+                click.echo(f"Error: {note}", err=True)
             ctx.exit(2 if isinstance(error, UserError) else 1)
 
 

@@ -324,13 +324,10 @@ class Loop:
     def suites(self) -> dict[str, list[EvalCase]]:
         """The pack's evaluation suites per tier (empty dict when the pack has none)."""
         if self._suites is None:
-            from .packs import load_suite
+            from .packs import load_suites
 
             pack = self.pack
-            self._suites = {}
-            if pack is not None:
-                for tier, path in pack.suites.items():
-                    self._suites[tier] = list(load_suite(path, tier))
+            self._suites = {t: list(c) for t, c in load_suites(pack).items()} if pack is not None else {}
         return self._suites
 
     def all_eval_cases(self, iteration: int) -> list[EvalCase]:
@@ -710,6 +707,7 @@ class Loop:
             prompt_format=pack.prompt_format if pack is not None else "{input}",
             ctx=ctx,
             canary_min=self.goal.success.canary_min,
+            max_new_tokens=int(runner_choice.options.get("max_new_tokens", 64)),
         )
         metric = self.goal.success.metric
         scores = {tier: float(r.metrics.get(metric, 0.0)) for tier, r in reports.items()}

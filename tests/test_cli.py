@@ -57,5 +57,10 @@ def test_user_errors_are_one_sentence_and_exit_2(forge_home, tmp_path):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert f"{bad}:5: train.learning_rate" in result.output
+    two = tmp_path / "two.yaml"
+    two.write_text("name: x\ntask: y\nseed: many\nlimits: {max_iterations: lots}\n")
+    both = CliRunner().invoke(build_cli(forge), ["run", str(two)])
+    assert both.exit_code == 2
+    assert f"{two}:3: seed" in both.output and f"{two}:4: limits.max_iterations" in both.output
     missing = CliRunner().invoke(build_cli(forge), ["resume", "no-such-run"])
     assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
