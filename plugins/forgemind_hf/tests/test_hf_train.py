@@ -144,3 +144,13 @@ def test_truncation_with_the_contracts_default_logger(tiny_base: Path, tmp_path:
     ckpt = trainer.train(request(trainer.load_base(str(tiny_base), ctx), dataset, tmp_path / "t", epochs=1,
                                  max_length=32), ctx)
     assert ckpt.manifest["truncated"] == 1 and ckpt.manifest["tokens"] <= 32 + 32
+
+
+def test_bf16_setting_accepts_goal_file_spellings() -> None:
+    from forgemind_hf.engine import use_bf16
+
+    cpu = torch.device("cpu")
+    assert use_bf16("false", cpu) is False and use_bf16("True", cpu) is True and use_bf16(False, cpu) is False
+    assert isinstance(use_bf16("auto", cpu), bool)
+    with pytest.raises(ForgeError, match="bf16 must be"):
+        use_bf16("sometimes", cpu)
