@@ -31,6 +31,7 @@ from .backends import (
 )
 from .catalogue import BackendInfo, check, collect_backends, make_plugin_manager
 from .converter import converter, from_dict, from_json, to_dict, to_json
+from .dataformats import FORMATS, detect_format, read_examples, validate_file
 from .errors import (
     BudgetExceeded,
     ConfigError,
@@ -74,6 +75,7 @@ from .records import (
 )
 
 __all__ = [
+    "FORMATS",
     "PILLARS",
     "PROJECT_NAME",
     "TIERS",
@@ -134,11 +136,14 @@ __all__ = [
     "collect_backends",
     "content_hash",
     "converter",
+    "detect_format",
     "from_dict",
     "from_json",
     "hookimpl",
     "hookspec",
     "make_plugin_manager",
+    "read_examples",
     "to_dict",
     "to_json",
+    "validate_file",
 ]

@@ -81,13 +81,20 @@ class HFRunner:
         prompts: Sequence[str],
         ctx: StageContext,
         *,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> list[str]:
-        """One completion per prompt, stopping at EOS (the layout training used)."""
+        """One completion per prompt, stopping at EOS (the layout training used); the options'
+        ``max_new_tokens``/``temperature`` apply where the caller passes none."""
         from .runner import generate
 
-        return generate(checkpoint, prompts, self.options, max_new_tokens=max_new_tokens, temperature=temperature)
+        return generate(
+            checkpoint,
+            prompts,
+            self.options,
+            max_new_tokens=self.options.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            temperature=self.options.temperature if temperature is None else temperature,
+        )
 
 
 @hookimpl

@@ -53,9 +53,15 @@ class TrainerOptions:
 
 @define(frozen=True)
 class RunnerOptions:
-    """Settings of the ``hf`` runner: prompts per forward pass and sampling defaults."""
+    """Settings of the ``hf`` runner: prompts per forward pass and sampling defaults.
+
+    ``max_new_tokens`` and ``temperature`` apply when the caller does not pass its own (the loop
+    passes the goal's ``evaluate.runner.max_new_tokens``; ``forge generate`` has flags).
+    """
 
     batch_size: int = 16
+    max_new_tokens: int = 64
+    temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
     bf16: str | bool = "auto"
