@@ -48,7 +48,7 @@ def console() -> Any:
     """A rich console on stdout (imported lazily)."""
     from rich.console import Console
 
-    return Console(file=click.get_text_stream("stdout"), highlight=False, soft_wrap=True)
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
 
 def err_console() -> Any:

@@ -33,9 +33,9 @@ from forgemind_hookspecs import (
     Checkpoint,
     DatasetRef,
     Decision,
+    Estimate,
     EvalCase,
     EvalReport,
-    Estimate,
     Event,
     Example,
     ForgeError,
@@ -395,7 +395,7 @@ class Loop:
         self.state.update(iteration=iteration, stage=stage, elapsed_s=self._elapsed())
         self._started_clock = time.monotonic()
         self._save_state()
-        return data
+        return dict(data)
 
     def _check_wall_clock(self, stage: str) -> None:
         limit = self.goal.limits.wall_clock_s

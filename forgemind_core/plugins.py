@@ -117,11 +117,11 @@ def load_plugins(
 
     for entry in plugins:
         given, plugin = entry if isinstance(entry, tuple) else (None, entry)
-        name = pm.register(plugin, name=given)
-        if name is None:  # blocked by name
+        registered = pm.register(plugin, name=given)
+        if registered is None:  # blocked by name
             continue
-        module = getattr(plugin, "__name__", type(plugin).__module__)
-        records.append(PluginRecord(name, str(module)))
+        where = str(getattr(plugin, "__name__", None) or type(plugin).__module__)
+        records.append(PluginRecord(registered, where))
 
     check(pm)
     return LoadedPlugins(pm=pm, records=tuple(records), blocked=block)

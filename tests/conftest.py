@@ -12,7 +12,7 @@ import pytest
 # the helper modules next to them are found through this folder on sys.path.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from colors_pack import write_pack  # noqa: E402
+from colors_pack import write_pack
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -35,7 +35,7 @@ class MemoTrainer:
         cost_per_example: float = 0.0
         sleep_s: float = 0.0
 
-    def __init__(self, options: "MemoTrainer.Options") -> None:
+    def __init__(self, options: MemoTrainer.Options) -> None:
         self.options = options
 
     def pretrain(self, spec, ctx):
@@ -83,7 +83,7 @@ class MemoRunner:
         max_new_tokens: int = 8
         sleep_s: float = 0.0
 
-    def __init__(self, options: "MemoRunner.Options") -> None:
+    def __init__(self, options: MemoRunner.Options) -> None:
         self.options = options
 
     def generate(self, checkpoint, prompts, ctx, *, max_new_tokens=8, temperature=0.0):
@@ -111,7 +111,7 @@ class DripGenerator:
     class Options:
         sleep_s: float = 0.0
 
-    def __init__(self, options: "DripGenerator.Options") -> None:
+    def __init__(self, options: DripGenerator.Options) -> None:
         self.options = options
 
     def generate(self, plan, ctx):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -42,7 +42,7 @@ def test_every_stage_boundary_is_recorded_before_the_next_stage(forge, colors_go
     boundaries = [(e.iteration, e.stage, e.kind) for e in events if e.kind in ("stage.started", "stage.finished")]
     finished = [b for b in boundaries if b[2] == "stage.finished"]
     # Each stage finishes before the next one starts.
-    for (it, stage, kind), nxt in zip(boundaries, boundaries[1:]):
+    for (it, stage, kind), nxt in itertools.pairwise(boundaries):
         if kind == "stage.started":
             assert nxt == (it, stage, "stage.finished"), (it, stage, nxt)
     order = [s for it, s, _ in finished if it == 1]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from forgemind_hookspecs import ConfigError, DataError, TaskPack, from_dict, to_dict
 
 from forgemind_core.packs import expand, format_prompt, load_pack, load_suite, load_suites, split_head
-from forgemind_hookspecs import ConfigError, DataError, TaskPack, from_dict, to_dict
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PACKS = ["python-security", "support-tickets"]
@@ -114,10 +114,10 @@ def test_pack_errors_name_file_line_and_field(
 
 
 def test_missing_pack_file_and_missing_templates_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no pack.yaml"):
+    with pytest.raises(ConfigError, match=r"no pack.yaml"):
         load_pack(tmp_path)
     root = write_pack(tmp_path / "p", MINIMAL.split("slots:")[0] + "templates: templates.yaml\n")
-    with pytest.raises(ConfigError, match="'templates.yaml' not found") as info:
+    with pytest.raises(ConfigError, match=r"'templates.yaml' not found") as info:
         load_pack(root)
     assert info.value.line == 7 and info.value.field == "templates"
 

@@ -7,11 +7,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from forgemind_hookspecs import (
+    ConfigError,
+    GenerationPlan,
+    StageContext,
+    collect_backends,
+    make_plugin_manager,
+)
 
 from forgemind_core.builtins import template as template_plugin
 from forgemind_core.builtins.template import TemplateGenerator, allocate
 from forgemind_core.packs import format_prompt, load_pack
-from forgemind_hookspecs import ConfigError, GenerationPlan, StageContext, collect_backends, make_plugin_manager
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -98,7 +104,7 @@ def test_second_pack_generates_too() -> None:
 
 
 def test_bad_strategy_and_missing_pack_are_config_errors(security) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ConfigError, match="unknown generation strategy 'fancy'.*basic"):
+    with pytest.raises(ConfigError, match=r"unknown generation strategy 'fancy'.*basic"):
         run(security, 5, "fancy")
     with pytest.raises(ConfigError, match="needs a task pack"):
         list(TemplateGenerator(TemplateGenerator.Options()).generate(GenerationPlan("template", 5), StageContext()))

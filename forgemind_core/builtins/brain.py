@@ -117,16 +117,19 @@ class DefaultPlanner:
             reasons.append(f"{climb} -> strategy '{strategy}' -> '{new}'")
             strategy = new
 
-        # Category targeting.
+        # Category targeting: the target tier's categories, or the canary's when the canary
+        # stopped the iteration before the target tier ran.
         weights: dict[str, float] = {}
-        per_category = scores.get("per_category") or {}
+        seen_tier = tier if scores.get("per_category") else "canary"
+        per_category = last.scores.get(seen_tier, {}).get("per_category") or {}
         for category, accuracy in sorted(per_category.items()):
             accuracy = float(accuracy)
             if accuracy < threshold:
                 weight = min(opts.max_category_weight, 1.0 + 2.0 * (threshold - accuracy) / max(threshold, 1e-9) * 1.5)
                 weights[category] = round(weight, 2)
         for category, weight in sorted(weights.items(), key=lambda kv: -kv[1])[:5]:
-            reasons.append(f"category {category} at {float(per_category[category]):.0%} -> {weight:.1f}x its share of new data")
+            reasons.append(f"category {category} at {float(per_category[category]):.0%} ({seen_tier}) -> "
+                           f"{weight:.1f}x its share of new data")
         if weights:
             for category in per_category:
                 weights.setdefault(category, 1.0)

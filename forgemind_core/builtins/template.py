@@ -35,11 +35,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from attrs import frozen
-
 from forgemind_hookspecs import hookimpl
 from forgemind_hookspecs.backends import StageContext
 from forgemind_hookspecs.errors import ConfigError
-from forgemind_hookspecs.records import Example, GenerationPlan, PromptTemplate, Source, TaskPack, content_hash
+from forgemind_hookspecs.records import (
+    Example,
+    GenerationPlan,
+    PromptTemplate,
+    Source,
+    TaskPack,
+    content_hash,
+)
 
 __all__ = ["STRATEGIES", "TemplateGenerator", "allocate", "forgemind_register_generators"]
 

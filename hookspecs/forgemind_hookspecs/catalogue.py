@@ -54,7 +54,7 @@ class BackendInfo:
 
     name: str
     pillar: str
-    cls: type
+    cls: type[Any]
     plugin: str
 
     @property
@@ -65,7 +65,7 @@ class BackendInfo:
     def options(self, raw: dict[str, Any] | None = None) -> Any:
         """Build this backend's ``Options`` from a plain dict (no validation of types here:
         the kernel's goal loader validates with line numbers)."""
-        return self.cls.Options(**(raw or {}))
+        return self.cls.Options(**(raw or {}))  # checked to exist by register()
 
 
 def collect_backends(pm: pluggy.PluginManager, pillar: str) -> dict[str, BackendInfo]:

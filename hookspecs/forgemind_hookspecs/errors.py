@@ -50,7 +50,7 @@ class ForgeError(Exception):
         field = f"{self.field}: " if self.field else ""
         return f"{where}{field}{self.message}"
 
-    def __reduce__(self):  # keep file/line/field across pickling (worker processes)
+    def __reduce__(self) -> tuple[object, ...]:  # keep file/line/field across pickling (worker processes)
         return (_rebuild, (type(self), self.message, self.file, self.line, self.field))
 
 

@@ -1,8 +1,7 @@
 """Tests of the example plugin, using only forgemind_hookspecs' pytest fixtures."""
 
-from forgemind_hookspecs import EvalCase, Example, collect_backends
-
 import forgemind_keywords
+from forgemind_hookspecs import EvalCase, Example, collect_backends
 
 
 def test_hook_forgemind_register_filters_offers_keywords(make_pm):

@@ -1,0 +1,5 @@
+"""``python -m forgemind_core`` runs the ``forge`` CLI."""
+
+from .cli import main
+
+main()
