@@ -20,12 +20,13 @@ import kernel_plugins
 import pytest
 from click.testing import CliRunner
 from colors_pack import write_pack
-from forgemind_core import Forge
-from forgemind_core.cli import build_cli
 from forgemind_hookspecs.snapshots import read_snapshot
 
+from forgemind_core import Forge
+from forgemind_core.cli import build_cli
+
 pytest.importorskip("forgemind_openai")
-from forgemind_openai.testing import FakeOpenAIServer  # noqa: E402
+from forgemind_openai.testing import FakeOpenAIServer
 
 # -- the pack: colours, with suite inputs long enough for 5-gram decontamination ---------------
 

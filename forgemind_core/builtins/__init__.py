@@ -11,6 +11,7 @@ __all__ = ["BUILTIN_PLUGINS"]
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "forgemind_core.builtins.template",  # template generator (task packs)
     "forgemind_core.builtins.filters",  # dedupe (exact + near), decontaminate, rules
+    "forgemind_core.builtins.files",  # real data files (JSONL, CSV, Parquet) via datasets
     "forgemind_core.builtins.scorers",  # exact_match, label_match, regex, json_schema, python_ast
     "forgemind_core.builtins.adversary",  # offline perturbations for the adversarial tier
     "forgemind_core.builtins.brain",  # default planner, local executor

@@ -1,0 +1,314 @@
+"""The ``files`` generator: real data (JSONL, CSV, Parquet) mixed into the generated data.
+
+Rows are loaded through the Hugging Face ``datasets`` library (its packaged ``json``, ``csv`` and
+``parquet`` builders, with a cache under the ForgeMind home: nothing reaches the Hub) and become
+:class:`~forgemind_hookspecs.Example` records like any generator's:
+
+- ``columns`` maps example fields to column names (``prompt``, ``completion``, ``category``,
+  ``input``); a field not mapped reads the column of its own name when there is one
+  (``category`` also a ``label`` column);
+- ``text_format: true`` builds the prompt from the ``input`` column (or the prompt column)
+  through the task pack's ``prompt_format``, as the ``template`` generator does, so real rows and
+  template rows share one format;
+- a completion gets the template generator's leading space (``" warm"``); a row with a category
+  and no completion column gets ``" <category>"``;
+- ``plan.count`` rows are taken in a seeded shuffled order (``count <= 0``: every row), spread
+  over categories by ``plan.category_weights`` when the rows have categories and the plan gives
+  weights (largest remainder, as the template generator splits); rows kept in an earlier
+  iteration of the run are not yielded again;
+- every example carries ``Source(generator="files", model=None, prompt_template=<file name>,
+  seed=<stage seed>)`` and ``meta = {"input", "file", "line"}``.
+
+A bad row (not JSON, not an object, a wrong number of CSV fields, an empty prompt) is a
+:class:`~forgemind_hookspecs.errors.DataError` naming the file and its line (for Parquet, the
+1-based row number). Heavy imports (``datasets``) happen inside :meth:`FilesGenerator.generate`.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from attrs import Factory, frozen
+from forgemind_hookspecs import hookimpl
+from forgemind_hookspecs.backends import StageContext
+from forgemind_hookspecs.errors import ConfigError, DataError
+from forgemind_hookspecs.records import Example, GenerationPlan, Source, content_hash
+
+__all__ = ["FORMATS", "FilesGenerator", "forgemind_register_generators", "resolve_paths"]
+
+#: Format name -> the ``datasets`` builder that reads it.
+FORMATS: Mapping[str, str] = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}
+_SUFFIXES: Mapping[str, str] = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
+                                ".parquet": "parquet", ".pq": "parquet"}
+_FIELDS: tuple[str, ...] = ("prompt", "completion", "category", "input")
+#: The columns a field reads when ``columns`` does not map it (the first one present).
+_DEFAULT_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "prompt": ("prompt",), "completion": ("completion",), "category": ("category", "label"), "input": ("input",),
+}
+
+
+def _str_map() -> dict[str, str]:
+    return {}
+
+
+def resolve_paths(paths: Sequence[str], root: str | None) -> list[Path]:
+    """Expand ``paths`` (files or globs; relative ones against ``root``) into existing files.
+
+    :raises ConfigError: a path or glob that matches no file.
+    """
+    base = Path(root) if root else Path.cwd()
+    out: list[Path] = []
+    for index, raw in enumerate(paths):
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if any(c in raw for c in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        else:
+            matches = [path] if path.is_file() else []
+        if not matches:
+            raise ConfigError(f"no data file matches {raw!r} (looked in {base})", field=f"generate.paths[{index}]")
+        out.extend(m for m in matches if m not in out)
+    return out
+
+
+class _Row:
+    __slots__ = ("data", "file", "line")
+
+    def __init__(self, data: Mapping[str, Any], file: Path, line: int) -> None:
+        self.data = data
+        self.file = file
+        self.line = line
+
+
+class FilesGenerator:
+    """Real data from JSONL, CSV or Parquet files (loaded with ``datasets``), as examples."""
+
+    name: ClassVar[str] = "files"
+
+    @frozen
+    class Options:
+        """Options of the ``files`` generator.
+
+        :ivar paths: files or globs; relative ones are resolved against the task pack's folder.
+            Empty: the pack's ``data`` files.
+        :ivar format: ``auto`` (by suffix: ``.jsonl``/``.json``/``.ndjson``, ``.csv``,
+            ``.parquet``/``.pq``), ``jsonl``, ``csv`` or ``parquet``.
+        :ivar columns: ``{example field: column}`` for ``prompt``, ``completion``, ``category``
+            and ``input`` (e.g. ``{prompt: question, completion: answer, category: label}``).
+        :ivar text_format: build the prompt from the ``input`` column (or the prompt column)
+            through the pack's ``prompt_format``.
+        """
+
+        paths: tuple[str, ...] = ()
+        format: str = "auto"
+        columns: Mapping[str, str] = Factory(_str_map)
+        text_format: bool = False
+
+    def __init__(self, options: FilesGenerator.Options | None = None) -> None:
+        self.options = options or FilesGenerator.Options()
+        if self.options.format != "auto" and self.options.format not in FORMATS:
+            raise ConfigError(f"unknown format {self.options.format!r}; expected auto, jsonl, csv or parquet",
+                              field="generate.format")
+        unknown = sorted(set(self.options.columns) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown example field(s) {', '.join(unknown)}; map only {', '.join(_FIELDS)}",
+                              field="generate.columns")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _format(self, path: Path) -> str:
+        if self.options.format != "auto":
+            return self.options.format
+        fmt = _SUFFIXES.get(path.suffix.lower())
+        if fmt is None:
+            raise DataError(f"cannot tell the format from the suffix {path.suffix!r}; set `format:`", file=str(path))
+        return fmt
+
+    def _rows(self, path: Path, ctx: StageContext) -> list[_Row]:
+        fmt = self._format(path)
+        lines = _line_numbers(path, fmt)
+        records = _load(path, fmt, ctx)
+        if lines is not None and len(lines) != len(records):
+            raise DataError(f"read {len(records)} rows but the file has {len(lines)}", file=str(path))
+        return [_Row(rec, path, lines[i] if lines is not None else i + 1) for i, rec in enumerate(records)]
+
+    def _example(self, row: _Row, ctx: StageContext) -> Example:
+        cols = dict(self.options.columns)
+        data = row.data
+        file, line = str(row.file), row.line
+
+        def column(field: str) -> str | None:
+            return cols.get(field) or next((c for c in _DEFAULT_COLUMNS[field] if c in data), None)
+
+        def text(field: str, *, required: bool) -> str | None:
+            name = column(field)
+            if name is None:
+                if required:
+                    raise DataError(f"no column for the example's {field}; map it under `columns:`", field=field, file=file, line=line)
+                return None
+            if name not in data:
+                raise DataError(f"no column {name!r} (columns: {', '.join(data)})", field=name, file=file, line=line)
+            value = data[name]
+            if value is None or (isinstance(value, float) and value != value):  # None or NaN
+                if required:
+                    raise DataError("is empty", field=name, file=file, line=line)
+                return None
+            if isinstance(value, (dict, list)):
+                raise DataError(f"must be text, not {type(value).__name__}", field=name, file=file, line=line)
+            value = str(value)
+            if required and not value.strip():
+                raise DataError("is empty", field=name, file=file, line=line)
+            return value
+
+        pack = ctx.pack
+        if self.options.text_format:
+            if pack is None:
+                raise ConfigError("text_format needs a task pack: set `pack:` in the goal", field="generate.text_format")
+            raw = text("input", required=False) if column("input") else None
+            raw = raw if raw is not None else text("prompt", required=True)
+            assert raw is not None
+            from forgemind_core.packs import format_prompt
+
+            prompt = format_prompt(pack, raw)
+        else:
+            raw = text("prompt", required=column("input") is None)
+            raw = raw if raw is not None else text("input", required=True)  # the raw input as the prompt
+            assert raw is not None
+            prompt = raw
+        category = text("category", required=False)
+        completion = text("completion", required=column("category") is None)
+        labels = set(pack.labels) if pack is not None else set()
+        if completion is None:
+            completion = f" {category}"
+        elif completion[:1] not in (" ", "\n", "\t"):
+            completion = " " + completion  # the label is its own token after the prompt's last word
+        if category is None and completion.strip() in labels:
+            category = completion.strip()
+        return Example(
+            prompt=prompt,
+            completion=completion,
+            category=category,
+            source=Source(generator=self.name, model=None, prompt_template=row.file.name, seed=ctx.seed),
+            meta={"input": raw, "file": str(row.file), "line": row.line},
+        )
+
+    # -- the generator ------------------------------------------------------------------------
+
+    def generate(self, plan: GenerationPlan, ctx: StageContext) -> Iterator[Example]:
+        """Yield ``plan.count`` examples (every row when ``count <= 0``) in a seeded order."""
+        pack = ctx.pack
+        paths = self.options.paths or (pack.data_files if pack is not None else ())
+        if not paths:
+            raise ConfigError("the files generator needs `paths:` (or a task pack with `data:` files)",
+                              field="generate.paths")
+        files = resolve_paths(paths, pack.root if pack is not None else None)
+        examples: list[Example] = []
+        for path in files:
+            examples.extend(self._example(row, ctx) for row in self._rows(path, ctx))
+        kept_before = {e.id for e in ctx.history.kept_examples()}
+        unique: dict[str, Example] = {}
+        for example in examples:
+            if example.id not in kept_before:
+                unique.setdefault(example.id, example)
+        pool = list(unique.values())
+        rng = random.Random(int(content_hash(
+            [ctx.seed, [str(p) for p in files], plan.count, sorted(plan.category_weights.items())]), 16))
+        rng.shuffle(pool)
+        if plan.count <= 0:
+            yield from pool
+            return
+        if plan.category_weights and any(e.category is not None for e in pool):
+            from forgemind_core.builtins.template import allocate
+
+            order = list(dict.fromkeys(e.category or "" for e in pool))
+            counts = allocate(plan.count, order, plan.category_weights)
+            taken = dict.fromkeys(order, 0)
+            for example in pool:
+                c = example.category or ""
+                if taken[c] < counts[c]:
+                    taken[c] += 1
+                    yield example
+            short = {c: counts[c] - taken[c] for c in order if taken[c] < counts[c]}
+            if short:
+                _warn(ctx, "data files ran out of rows for some categories", missing=short)
+            return
+        yield from pool[: plan.count]
+        if len(pool) < plan.count:
+            _warn(ctx, "data files have fewer rows than asked for", rows=len(pool), wanted=plan.count)
+
+
+def _warn(ctx: StageContext, message: str, **fields: Any) -> None:
+    try:
+        ctx.log.warning(message, **fields)
+    except TypeError:
+        ctx.log.warning("%s %s", message, fields)
+
+
+def _line_numbers(path: Path, fmt: str) -> list[int] | None:
+    """The 1-based line of each row (JSONL and CSV), checking every row's syntax on the way.
+
+    ``None`` for Parquet (rows are numbered from 1 instead).
+    """
+    if fmt == "parquet":
+        return None
+    lines: list[int] = []
+    with path.open(encoding="utf-8", newline="" if fmt == "csv" else None) as fh:
+        if fmt == "csv":
+            reader = csv.reader(fh)
+            header: list[str] | None = None
+            for record in reader:
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue
+                if header is None:
+                    header = record
+                    continue
+                if len(record) != len(header):
+                    raise DataError(f"has {len(record)} fields but the header has {len(header)}",
+                                    file=str(path), line=reader.line_num)
+                lines.append(reader.line_num)
+            return lines
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as error:
+                raise DataError(f"is not valid JSON ({error.msg})", file=str(path), line=lineno) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"must be a JSON object, not {type(obj).__name__}", file=str(path), line=lineno)
+            lines.append(lineno)
+    return lines
+
+
+def _load(path: Path, fmt: str, ctx: StageContext) -> list[dict[str, Any]]:
+    """Read one file with ``datasets`` (offline: a packaged builder and a local cache)."""
+    import datasets
+
+    kwargs: dict[str, Any] = {}
+    if fmt == "csv":
+        kwargs["keep_default_na"] = False  # an empty cell is "", not NaN, and "NA" stays text
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # the loop's own progress bar counts the examples
+    try:
+        data = datasets.load_dataset(FORMATS[fmt], data_files=[str(path)], split="train",
+                                     cache_dir=str(Path(ctx.cache_dir) / "datasets"), **kwargs)
+    except Exception as error:  # pyarrow/pandas errors: mixed types, broken Parquet footers...
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot be read as {fmt}: {message}", file=str(path)) from None
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
+    return list(data.to_list())
+
+
+@hookimpl
+def forgemind_register_generators(register: Any) -> None:
+    """Offer the ``files`` generator (real data files)."""
+    register(FilesGenerator)
