@@ -28,6 +28,7 @@ from typing import Any
 from attrs import evolve
 from forgemind_hookspecs import (
     TIERS,
+    GenerationPlan,
     Budget,
     BudgetExceeded,
     Checkpoint,
@@ -553,7 +554,6 @@ class Loop:
                 batch = have[i:i + _BATCH]
                 self._record("examples", iteration=n, stage="generate", key=f"{batch[0].id}:{len(batch)}",
                              payload={"examples": [to_dict(e) for e in batch]})
-        choices = {c.backend: c for c in self.goal.generate}
         note = ""
         pending: list[Example] = []
         total = sum(gp.count for gp in plan.generation)
@@ -572,9 +572,8 @@ class Loop:
 
             try:
                 for gp in plan.generation:
-                    choice = choices.get(gp.generator)
-                    options = {**(dict(choice.options) if choice else {})}
-                    generator = self.forge.backend("generators", gp.generator, options, field="generate")
+                    generator = self.forge.backend("generators", gp.generator, self._generator_options(gp),
+                                                   field="generate")
                     made = 0
                     for example in generator.generate(gp, ctx):
                         made += 1
@@ -593,7 +592,18 @@ class Loop:
             finally:
                 flush()
                 task.close()
-        return {"generated": len(seen), "by_generator": by_generator, "file": str(path), "note": note}
+        cost = sum(e.source.cost_usd for e in _read_jsonl_examples(path))
+        return {"generated": len(seen), "by_generator": by_generator, "file": str(path), "note": note,
+                "cost_usd": cost}
+
+    def _generator_options(self, gp: GenerationPlan) -> dict[str, Any]:
+        """A plan entry carries its generator's options (planners copy them from the goal's
+        ``generate`` entry, so two entries of one backend keep theirs); an entry without any
+        falls back to the goal's first entry of that backend."""
+        if gp.options:
+            return dict(gp.options)
+        choice = next((c for c in self.goal.generate if c.backend == gp.generator), None)
+        return dict(choice.options) if choice is not None else {}
 
     def _examples(self, n: int) -> list[Example]:
         return _read_jsonl_examples(self.iter_dir(n) / "examples.jsonl")
@@ -734,6 +744,9 @@ class Loop:
             why = f"{success.tier} {success.metric} {target:.0%} < {success.threshold:.0%}"
         else:
             why = f"adversarial {scores.get('adversarial', 0.0):.0%} < {success.adversarial_min:.0%}"
+        gen_note = str((_read_json(self.iter_dir(n) / "generate.json") or {}).get("note", ""))
+        if gen_note:  # generation stopped at the budget: nothing is left to pay for another try
+            return {"decision": to_dict(Decision("stop", reasons=(why, gen_note)))}
         if n >= goal.limits.max_iterations:
             return {"decision": to_dict(Decision("stop", reasons=(why, f"reached max_iterations={goal.limits.max_iterations}")))}
         if _no_progress(history, success.tier, goal.limits.patience):
@@ -778,6 +791,7 @@ class Loop:
         for tier, report in (ev.get("reports") or {}).items():
             scores[tier] = dict(report.get("metrics", {}))
         cost = float(checkpoint.manifest.get("cost_usd", 0.0) or 0.0) if checkpoint else 0.0
+        cost += float(gen.get("cost_usd", 0.0) or 0.0)
         return IterationSummary(
             iteration=n,
             plan=plan,

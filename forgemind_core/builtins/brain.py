@@ -44,7 +44,7 @@ def _initial_generation(goal: Goal, count: int, strategy: str) -> tuple[Generati
     plans = []
     for choice in goal.generate:
         n = max(1, round(count * max(choice.share, 0.0) / total_share))
-        plans.append(GenerationPlan(generator=choice.backend, count=n, strategy=strategy))
+        plans.append(GenerationPlan(generator=choice.backend, count=n, strategy=strategy, options=dict(choice.options)))
     return tuple(plans)
 
 
