@@ -5,7 +5,9 @@ batches (position ids restart per example, so transformers builds a block-diagon
 and no FLOP goes to padding), exact resume after SIGKILL (optimiser, scheduler, RNG and the data
 position, which is a pure function of the step number here), progress and metric events through
 the :class:`~forgemind_hookspecs.StageContext`, and bf16 autocast on CPUs that have it. The
-loop is device-agnostic and runs unchanged under ``accelerate launch`` (see docs/forge.md).
+loop is device-agnostic and runs unchanged under ``accelerate launch``: DDP, or FSDP2 (each
+decoder layer sharded with ``fully_shard``) when the launcher's config asks for FSDP (see
+docs/forge.md and :func:`parallelism`).
 
 Imports torch at module level: import this module only inside functions that train.
 """
@@ -39,9 +41,12 @@ __all__ = [
     "device_for_training",
     "distributed",
     "file_sha256",
+    "full_state_dict",
     "hardware",
     "library_versions",
     "pack",
+    "parallelism",
+    "shard_model",
     "train_loop",
     "use_bf16",
 ]
@@ -68,8 +73,100 @@ def distributed() -> tuple[int, int]:
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        if torch.cuda.is_available():  # FSDP's default mesh and NCCL use the current device
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def parallelism(world: int | None = None) -> str:
+    """How the loop spreads over processes: ``"single"``, ``"ddp"`` or ``"fsdp"``.
+
+    With more than one process, ``FORGEMIND_DISTRIBUTED`` (``ddp`` or ``fsdp``) decides; unset,
+    it is FSDP when ``accelerate launch`` ran with an FSDP config (it exports
+    ``ACCELERATE_USE_FSDP=true``), else DDP. FSDP here is always FSDP2 (``fully_shard``),
+    whatever ``fsdp_version`` the accelerate config names.
+    """
+    if world is None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return "single"
+    choice = os.environ.get("FORGEMIND_DISTRIBUTED", "").strip().lower()
+    if not choice:
+        choice = "fsdp" if os.environ.get("ACCELERATE_USE_FSDP", "").strip().lower() in _TRUE else "ddp"
+    if choice not in ("ddp", "fsdp"):
+        raise ConfigError(f"FORGEMIND_DISTRIBUTED must be ddp or fsdp, not {choice!r}",
+                          field="FORGEMIND_DISTRIBUTED")
+    return choice
+
+
+def _layer_classes(model: torch.nn.Module) -> set[str]:
+    """Class names of the blocks FSDP shards one by one: the accelerate config's
+    ``fsdp_transformer_layer_cls_to_wrap`` if given, else the model's ``_no_split_modules``
+    (the decoder layer of every transformers LM, e.g. ``LlamaDecoderLayer``)."""
+    named = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").strip()
+    if named:
+        return {c.strip() for c in named.split(",") if c.strip()}
+    found: set[str] = set()
+    for module in model.modules():
+        found.update(getattr(module, "_no_split_modules", None) or ())
+    return found
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def shard_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Shard ``model`` in place with FSDP2: each decoder layer is its own unit (all-gathered
+    just before it runs, freed after), the rest (embeddings, final norm, tied head) the root's.
+
+    Apply after peft: LoRA adapters live inside the layers and are sharded with them (FSDP2
+    allows frozen and trainable parameters in one unit). Gradients are reduce-scattered and
+    averaged over ranks, as DDP's are. ``FSDP_RESHARD_AFTER_FORWARD=false`` (accelerate's
+    ``fsdp_reshard_after_forward``) keeps gathered layers until backward (ZeRO-2-like).
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False):
+        raise ConfigError("FSDP cannot shard a 4-bit (QLoRA) model here; use DDP or method lora/full",
+                          field="limits.method")
+    reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").strip().lower() in _TRUE
+    classes = _layer_classes(model)
+    layers = [m for m in model.modules() if type(m).__name__ in classes]
+    if not layers:
+        raise ConfigError(
+            f"FSDP found no decoder layers to shard (looked for {sorted(classes) or 'nothing'}); "
+            "set fsdp_transformer_layer_cls_to_wrap in the accelerate config",
+            field="FSDP_TRANSFORMER_CLS_TO_WRAP",
+        )
+    for layer in layers:
+        fully_shard(layer, reshard_after_forward=reshard)
+    fully_shard(model, reshard_after_forward=reshard)
+    return model
+
+
+def _full_options(**extra: Any) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, **extra)
+
+
+def full_state_dict(model: torch.nn.Module, *, trainable_only: bool = False) -> dict[str, torch.Tensor]:
+    """The unsharded state dict of an FSDP model, gathered to CPU on rank 0 (other ranks get
+    ``{}``). A collective: every rank must call it. Plain models return their own state dict."""
+    if not is_sharded(model):
+        items = _trainable(model).items() if trainable_only else model.state_dict().items()
+        return {k: v.detach().to("cpu") for k, v in items}
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    state = get_model_state_dict(model, options=_full_options(ignore_frozen_params=trainable_only))
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def barrier(world: int) -> None:
@@ -269,24 +366,39 @@ def _save_checkpoint(
     scheduler: Any,
     result: LoopResult,
     keep: int,
+    main: bool = True,
 ) -> None:
     """Write ``checkpoint-<step>`` atomically: build it under a temporary name, then rename.
 
     A process killed mid-write leaves only a ``.tmp`` folder, which the next start removes.
+    Under FSDP every rank must call this (the trainable weights and the optimiser state are
+    gathered unsharded to rank 0, which writes them in the same files as without FSDP; the
+    optimiser state is then keyed by parameter name, ``"layout": "fsdp"``).
     """
     from safetensors.torch import save_file
 
+    sharded = is_sharded(model)
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        trainable = set(_trainable(model))
+        weights = {k: v for k, v in full_state_dict(model, trainable_only=True).items() if k in trainable}
+        optim_state = get_optimizer_state_dict(model, optimizer, options=_full_options())
+    if not main:
+        return
+    if not sharded:
+        weights = {k: v.detach().to("cpu") for k, v in _trainable(model).items()}
+        optim_state = optimizer.state_dict()
     final = folder / f"checkpoint-{step}"
     tmp = folder / f"checkpoint-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().to("cpu").contiguous() for k, v in _trainable(model).items()}
-    save_file(weights, str(tmp / _WEIGHTS))
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / _WEIGHTS))
     rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
-               tmp / _TORCH_STATE)
+    torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng,
+                "layout": "fsdp" if sharded else "plain"}, tmp / _TORCH_STATE)
     state = {"step": step, "losses": result.losses, "tokens": result.tokens, "seconds": result.seconds}
     (tmp / _STATE).write_text(json.dumps(state))
     shutil.rmtree(final, ignore_errors=True)
@@ -311,11 +423,25 @@ def _load_checkpoint(
             "it was written by a different model or method",
             file=str(path),
         )
-    with torch.no_grad():
-        for name, tensor in trainable.items():
-            tensor.copy_(weights[name].to(tensor.device, tensor.dtype))
     blob = torch.load(path / _TORCH_STATE, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(blob["optimizer"])
+    layout, sharded = blob.get("layout", "plain"), is_sharded(model)
+    if layout != ("fsdp" if sharded else "plain"):
+        raise ForgeError(
+            f"the checkpoint's optimiser state was written {'with' if layout == 'fsdp' else 'without'} FSDP; "
+            f"resume it {'with' if layout == 'fsdp' else 'without'} FSDP (or delete {path.parent})",
+            file=str(path),
+        )
+    if sharded:  # every rank reads the full tensors and keeps its own shard of them
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        set_model_state_dict(model, {k: weights[k] for k in trainable},
+                             options=_full_options(strict=False))
+        set_optimizer_state_dict(model, optimizer, blob["optimizer"], options=_full_options())
+    else:
+        with torch.no_grad():
+            for name, tensor in trainable.items():
+                tensor.copy_(weights[name].to(tensor.device, tensor.dtype))
+        optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["rng"]["torch"])
     if torch.cuda.is_available() and "cuda" in blob["rng"]:
@@ -361,10 +487,16 @@ def train_loop(
 
     ``batch_at(step)`` must be a pure function of the step (the data order derives from the
     seed), which is what makes the data position exact on resume.
+
+    Under FSDP (:func:`parallelism`) ``model`` is sharded in place here and stays sharded on
+    return; get its weights with :func:`full_state_dict` (a collective) before saving.
     """
     device = device or next(model.parameters()).device
     rank, world = distributed()
     main = rank == 0
+    mode = parallelism(world)
+    if mode == "fsdp":
+        shard_model(model)  # before the optimiser, which must hold the sharded parameters
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if main:
         for stale in checkpoint_dir.glob("checkpoint-*.tmp"):
@@ -386,7 +518,7 @@ def train_loop(
         torch.manual_seed(cfg.seed)
     model.train()  # also the bitsandbytes CPU trap: never run a quantised forward in eval mode first
     forward = model
-    if world > 1:
+    if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         # Same loop on every rank; each rank's batch_at(step) returns its shard of the step's data
@@ -442,8 +574,9 @@ def train_loop(
             if on_step is not None:
                 on_step(done, value)
             if cfg.save_every_steps > 0 and done % cfg.save_every_steps == 0 and done < cfg.total_steps:
-                if main:
-                    _save_checkpoint(checkpoint_dir, done, model, optimizer, scheduler, result, cfg.keep_checkpoints)
+                if main or mode == "fsdp":
+                    _save_checkpoint(checkpoint_dir, done, model, optimizer, scheduler, result,
+                                     cfg.keep_checkpoints, main=main)
                 barrier(world)
     finally:
         bar.close()

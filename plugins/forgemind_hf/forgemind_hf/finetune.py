@@ -334,7 +334,16 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         log_every_steps=options.log_every_steps,
         description=f"train {request.method}",
     )
+    mode = engine.parallelism(world)
     result = engine.train_loop(model, plan.batch_at, cfg, out / "checkpoints", ctx, device=device)
+    if mode == "fsdp":
+        # The trained model is sharded over the ranks: gather it (every rank takes part) and give
+        # rank 0 an ordinary, unsharded copy, so merging and saving below are the same code as ever.
+        state = engine.full_state_dict(model)
+        if rank == 0:
+            model = load_for_training(request.base, request.method, options, torch.device("cpu"), seed)
+            model.load_state_dict(state)  # strict: the gathered state covers the whole model
+        del state
     if rank != 0:  # rank 0 writes the final checkpoint; the others wait for it and return it
         engine.barrier(world)
         return from_dict(Checkpoint, json.loads((final / "manifest.json").read_text())["checkpoint"])
@@ -375,6 +384,7 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         "tokens_per_s": result.tokens / max(result.seconds, 1e-9),
         "cost_usd": hours * price * world,
         "world_size": world,
+        "parallelism": mode,
         "bf16": bf16,
         "hardware": engine.hardware(),
         "libraries": engine.library_versions(),

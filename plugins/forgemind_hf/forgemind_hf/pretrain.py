@@ -224,11 +224,16 @@ def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float
     val, train_rows = rows[order[:n_val]], rows[order[n_val:]]
     steps = p.steps or max(1, p.tokens // (p.seq_len * p.batch_size))
     per_epoch = max(1, len(train_rows) // p.batch_size)
+    rank, world = engine.distributed()
+    if p.batch_size < world:
+        raise UserError(f"batch_size {p.batch_size} is smaller than the {world} processes",
+                        field="pretrain.options.batch_size")
 
     def batch_at(step: int) -> engine.Packed:
+        """The step's rows; under DDP/FSDP only this rank's share (every world-th row)."""
         epoch, within = divmod(step, per_epoch)
         perm = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(seed * 7919 + epoch + 1))
-        idx = perm[within * p.batch_size : (within + 1) * p.batch_size]
+        idx = perm[within * p.batch_size : (within + 1) * p.batch_size][rank::world]
         ids = train_rows[idx]
         positions = torch.arange(p.seq_len).expand_as(ids)
         return engine.Packed(ids, ids.clone(), positions, int(ids.numel()))
@@ -247,13 +252,22 @@ def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float
         description=f"pre-train {p.name}",
     )
     result = engine.train_loop(model, batch_at, cfg, work / "checkpoints", ctx, device=device)
-    val_after = _val_loss(model, val, bf16, device)
+    if engine.is_sharded(model):  # FSDP: gather the whole model; rank 0 continues with a plain copy
+        state = engine.full_state_dict(model)
+        if rank == 0:
+            model = build_model(p, tokenizer, seed)
+            model.load_state_dict(state)
+        del state
+    if rank != 0:  # rank 0 evaluates and writes the base; the others wait for it
+        engine.barrier(world)
+        return _checkpoint_from(final)
+    val_after = _val_loss(model, val, bf16, next(model.parameters()).device)
     out = work / "model"
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     hours = result.seconds / 3600
-    cost = hours * (price_per_gpu_hour if device.type == "cuda" else price_per_cpu_hour)
+    cost = hours * (price_per_gpu_hour if device.type == "cuda" else price_per_cpu_hour) * world
     n_params = sum(t.numel() for t in model.parameters())
     manifest: dict[str, Any] = {
         "kind": "pretrain",
@@ -273,6 +287,8 @@ def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float
         "wall_s": time.time() - started,
         "cost_usd": cost,
         "bf16": bf16,
+        "world_size": world,
+        "parallelism": engine.parallelism(world),
         "hardware": engine.hardware(),
         "libraries": engine.library_versions(),
         "weights_sha256": engine.file_sha256(out / "model.safetensors"),
@@ -286,6 +302,7 @@ def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float
         shutil.rmtree(work, ignore_errors=True)
     else:
         os.replace(work, final)
+    engine.barrier(world)
     ctx.emit("metric", {"name": "pretrain.val_loss", "value": val_after, "step": steps})
     log(ctx, "info", "pre-trained base", key=key, steps=steps, val_loss=val_after, seconds=round(result.seconds, 1))
     return _checkpoint_from(final)
