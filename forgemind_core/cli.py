@@ -8,6 +8,7 @@ one sentence, never as a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ def build_cli(forge: Forge | None = None) -> click.Group:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``forge``)."""
+    from .logs import configure_process_logging
+
+    configure_process_logging(os.environ.get("FORGEMIND_LOG_LEVEL", "warning"))
     try:
         cli = build_cli()
     except ForgeError as error:

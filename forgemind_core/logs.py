@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["LEVELS", "REDACTED", "Redactor", "make_logger", "redact"]
+__all__ = ["LEVELS", "REDACTED", "Redactor", "configure_process_logging", "make_logger", "redact"]
 
 #: What a secret is replaced with.
 REDACTED = "[REDACTED]"
@@ -270,3 +270,30 @@ def _order_keys(logger: Any, method_name: str, event_dict: MutableMapping[str, A
     """timestamp, level, event first: JSON lines read well with ``jq`` and ``head``."""
     head = {k: event_dict[k] for k in ("timestamp", "level", "event") if k in event_dict}
     return {**head, **{k: v for k, v in event_dict.items() if k not in head}}
+
+
+def configure_process_logging(level: str = "warning", *, stream: IO[str] | None = None) -> None:
+    """Configure structlog for the whole process: redacted, human-readable, on stderr.
+
+    For applications' entry points only (the ``forge`` CLI's ``main``, a test session): a library
+    never calls it. Plugins that log through ``structlog.get_logger`` then write to stderr at
+    ``level`` and above, never to stdout, where ``--json`` output goes; without it structlog's
+    default prints every level to stdout.
+    """
+    import structlog
+
+    if level.lower() not in _LEVEL_NUMBERS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
+    structlog.configure(
+        processors=[
+            Redactor(),
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _order_keys,
+            _as_sink_call,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVEL_NUMBERS[level.lower()]),
+        logger_factory=lambda *args: _Sink(True, stream, None, None),
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )

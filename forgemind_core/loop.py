@@ -28,7 +28,6 @@ from typing import Any
 from attrs import evolve
 from forgemind_hookspecs import (
     TIERS,
-    GenerationPlan,
     Budget,
     BudgetExceeded,
     Checkpoint,
@@ -40,6 +39,7 @@ from forgemind_hookspecs import (
     Event,
     Example,
     ForgeError,
+    GenerationPlan,
     Goal,
     IterationSummary,
     Plan,

@@ -14,8 +14,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from colors_pack import write_pack
 
+from forgemind_core.logs import configure_process_logging
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# As the forge CLI does: plugins' structlog output goes to stderr, never into --json on stdout.
+configure_process_logging("warning")
 
 @pytest.fixture
 def colors_goal(tmp_path: Path) -> Path:

@@ -156,6 +156,92 @@ def _forge(tmp_path: Path) -> Forge:
 
 
 
+def test_two_teachers_three_filters_end_to_end(tmp_path: Path, key: str) -> None:
+    script = Script()
+    with FakeOpenAIServer(script) as server:
+        goal = _goal(tmp_path, server.base_url, limits="{base_model: pretrain, method: full, max_iterations: 1}")
+        forge = _forge(tmp_path)
+        summary = forge.run(str(goal), run_id="e2e")
+    assert server.total_requests == 8, "2 models x 2 categories x 2 calls of 3 examples"
+    assert {m for m, _, _ in script.served} == {"teacher-a", "teacher-b"}
+
+    run = Path(forge.home) / "runs" / "e2e" / "iter-1"
+    generated = [json.loads(line) for line in (run / "examples.jsonl").read_text().splitlines()]
+    by_id = {e["id"]: e for e in generated}
+    # the byte-identical answer of the two models is one example (same content, same id)
+    assert len(generated) == len(script.served) - 1 == 23
+
+    # -- every kept example names its generator, model, prompt template and cost --------------
+    dataset = json.loads((run / "dataset.json").read_text())["dataset"]
+    kept = list(read_snapshot(dataset["path"]))
+    assert kept and len(kept) == summary["iterations"][0]["data"]["kept"]
+    assert {e.source.model for e in kept} == {"teacher-a", "teacher-b"}
+    for example in kept:
+        assert example.source.generator == "openai"
+        assert example.source.model in ("teacher-a", "teacher-b")
+        assert example.source.prompt_template in ("warm-basic", "cool-basic", "warm-varied", "cool-varied")
+        assert example.source.cost_usd > 0, example
+        assert example.source.tokens > 0
+    # cheaper teacher, cheaper examples
+    cost = {m: max(e.source.cost_usd for e in kept if e.source.model == m) for m in ("teacher-a", "teacher-b")}
+    assert cost["teacher-b"] < cost["teacher-a"]
+
+    # -- every dropped example is in `forge show RUN --rejections --json` ----------------------
+    result = CliRunner().invoke(build_cli(forge), ["show", "e2e", "--rejections", "--json"])
+    assert result.exit_code == 0, result.output
+    rejections = json.loads(result.output)
+    kept_ids = {e.id for e in kept}
+    dropped_ids = set(by_id) - kept_ids
+    assert {r["example_id"] for r in rejections} == dropped_ids
+    for row in rejections:
+        assert row["filter"] and row["rule"] and row["reason"], row
+        assert row["source"]["generator"] == "openai" and row["source"]["model"] in ("teacher-a", "teacher-b")
+    rules = {(r["filter"], r["rule"]) for r in rejections}
+    assert ("dedupe", "exact") in rules
+    assert ("dedupe", "near_duplicate") in rules
+    assert ("decontaminate", "exact_eval_match") in rules
+    assert ("rules", "charset") in rules
+    assert {r["filter"] for r in rejections} == {"dedupe", "decontaminate", "rules"}
+
+    def dropped_for(text: str) -> dict:
+        rows = [r for r in rejections if by_id[r["example_id"]]["meta"]["input"] == text]
+        assert len(rows) == 1, (text, rows)
+        return rows[0]
+
+    assert dropped_for("The Car is   RED")["rule"] == "exact"
+    assert dropped_for("THE KITE IS BLUE")["rule"] == "exact"
+    assert dropped_for(LONG + " too")["rule"] == "near_duplicate"
+    assert dropped_for(LEAKED)["filter"] == "decontaminate"
+    assert dropped_for(LEAKED)["source"]["model"] == "teacher-a"
+
+    # -- no kept example repeats another or an evaluation case --------------------------------
+    normalised = [" ".join(e.meta["input"].lower().split()) for e in kept]
+    assert len(set(normalised)) == len(normalised)
+    cases = [json.loads(line)["input"] for tier in ("canary", "full")
+             for line in (tmp_path / "colors" / "suites" / f"{tier}.jsonl").read_text().splitlines()]
+    for example in kept:
+        assert all(case not in example.prompt for case in cases), example.prompt
+    assert LEAKED not in {e.meta["input"] for e in kept}
+
+
+def test_generation_stops_at_the_budget(tmp_path: Path, key: str) -> None:
+    script = Script()
+    budget = 0.0016
+    with FakeOpenAIServer(script) as server:
+        goal = _goal(tmp_path, server.base_url,
+                     limits=f"{{base_model: pretrain, method: full, max_iterations: 3, budget_usd: {budget}}}",
+                     train_options=", cost_per_example: 0.0001")
+        forge = _forge(tmp_path)
+        summary = forge.run(str(goal), run_id="broke")
+    # stopped short: fewer calls than the 8 a full iteration makes
+    assert 0 < server.total_requests < 8
+    examples = [json.loads(line) for line in
+                (Path(forge.home) / "runs" / "broke" / "iter-1" / "examples.jsonl").read_text().splitlines()]
+    assert 0 < len(examples) < 24
+    recorded = sum(e["source"]["cost_usd"] for e in examples)
+    assert 0 < recorded <= budget + 1e-12
+    assert summary["cost_usd"] <= budget + 1e-12
+    generate = json.loads((Path(forge.home) / "runs" / "broke" / "iter-1" / "generate.json").read_text())
     assert "budget" in generate["note"]
     assert summary["outcome"] == "stopped"
     assert any("budget" in reason for reason in summary["reasons"]), summary["reasons"]

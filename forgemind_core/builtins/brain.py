@@ -11,7 +11,10 @@ plan with its reasons, acting on four signals:
 - **rejected data** (most of a batch dropped, e.g. as near-duplicates) also moves one step up the
   ladder, since that prompt strategy is exhausted;
 - **loss**: a curve that is still falling at the end of training gets more epochs; a curve that
-  rises or explodes gets half the learning rate;
+  rises or explodes gets half the learning rate; a curve that went flat while still high (the
+  model stopped learning before it fit the data) gets twice the learning rate;
+- **adversarial tier**: when the target tier passes but the adversarial tier does not, its
+  failing categories are targeted and the strategy ladder is climbed, as for the target tier;
 - **budget**: when what is left cannot pay for another try like the last one, it stops.
 """
 
@@ -48,6 +51,10 @@ def _initial_generation(goal: Goal, count: int, strategy: str) -> tuple[Generati
     return tuple(plans)
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def _train_defaults(goal: Goal) -> dict[str, Any]:
     return {k: v for k, v in goal.train.options.items() if k in ("epochs", "learning_rate")}
 
@@ -67,6 +74,8 @@ class DefaultPlanner:
         strategies: tuple[str, ...] = ("basic", "varied")
         max_category_weight: float = 4.0
         low_loss: float = 0.15
+        high_loss: float = 0.5
+        max_learning_rate: float = 0.01
         rejected_fraction: float = 0.5
 
     def __init__(self, options: DefaultPlanner.Options) -> None:
@@ -102,13 +111,20 @@ class DefaultPlanner:
         step = opts.strategies.index(strategy) if strategy in opts.strategies else 0
         scores = last.scores.get(tier, {})
         target = float(scores.get(goal.success.metric, scores.get("accuracy", 0.0)))
-        final_loss = last.loss_curve[-1] if last.loss_curve else math.inf
+        # The loss at the end of training: the mean of the last steps (one step's loss is noisy).
+        final_loss = _mean(last.loss_curve[-max(1, len(last.loss_curve) // 8):]) if last.loss_curve else math.inf
         canary = float(last.scores.get("canary", {}).get("accuracy", 1.0))
+        adversarial = last.scores.get("adversarial", {})
+        adversarial_failing = (target >= threshold and bool(adversarial)
+                               and float(adversarial.get("accuracy", 1.0)) < goal.success.adversarial_min)
         rejected = (last.generated - last.kept) / last.generated if last.generated else 0.0
         climb = None
         if target < threshold and (final_loss <= opts.low_loss or canary >= goal.success.canary_min):
             climb = (f"{tier} at {target:.0%} while training loss is {final_loss:.3f}: the model fits the data "
                      f"it saw but not new shapes")
+        elif adversarial_failing:
+            climb = (f"{tier} passes but adversarial is at {float(adversarial.get('accuracy', 0.0)):.0%} "
+                     f"< {goal.success.adversarial_min:.0%}: the model does not resist unseen shapes")
         elif rejected >= opts.rejected_fraction:
             top = max(last.dropped_by_reason.items(), key=lambda kv: kv[1])[0] if last.dropped_by_reason else "filters"
             climb = f"{rejected:.0%} of the data was rejected (mostly {top})"
@@ -120,7 +136,10 @@ class DefaultPlanner:
         # Category targeting: the target tier's categories, or the canary's when the canary
         # stopped the iteration before the target tier ran.
         weights: dict[str, float] = {}
-        seen_tier = tier if scores.get("per_category") else "canary"
+        if adversarial_failing and adversarial.get("per_category"):
+            seen_tier = "adversarial"
+        else:
+            seen_tier = tier if scores.get("per_category") else "canary"
         per_category = last.scores.get(seen_tier, {}).get("per_category") or {}
         for category, accuracy in sorted(per_category.items()):
             accuracy = float(accuracy)
@@ -140,20 +159,28 @@ class DefaultPlanner:
         if count != previous_count:
             reasons.append(f"{tier} below {threshold:.0%} -> {count} new examples (was {previous_count})")
 
-        # Loss curve.
+        # Loss curve (per-step losses are noisy: compare means of the halves of the last quarter).
         train = dict(last.plan.train)
         curve = list(last.loss_curve)
         if len(curve) >= 4:
-            tail = curve[-max(2, len(curve) // 4):]
-            head = curve[: max(2, len(curve) // 4)]
+            quarter = max(2, len(curve) // 4)
+            tail, head = curve[-quarter:], curve[:quarter]
+            early, late = _mean(tail[: len(tail) // 2]), _mean(tail[len(tail) // 2:])
             if not all(math.isfinite(x) for x in curve) or min(tail) > min(head) * 1.05:
                 lr = float(train.get("learning_rate", goal.train.options.get("learning_rate", 1e-3)))
                 train["learning_rate"] = lr / 2
                 reasons.append(f"loss rose late in training -> learning rate {lr:g} -> {lr / 2:g}")
-            elif final_loss > opts.low_loss and tail[0] - tail[-1] > 0.02 * max(tail[0], 1e-9):
+            elif late > opts.low_loss and early - late > 0.02 * max(early, 1e-9):
                 epochs = int(train.get("epochs", goal.train.options.get("epochs", 1)))
                 train["epochs"] = epochs + 1
-                reasons.append(f"loss still falling at {final_loss:.3f} -> epochs {epochs} -> {epochs + 1}")
+                reasons.append(f"loss still falling at {late:.3f} -> epochs {epochs} -> {epochs + 1}")
+            elif late > opts.high_loss:
+                lr = float(train.get("learning_rate", goal.train.options.get("learning_rate", 1e-3)))
+                new_lr = min(opts.max_learning_rate, lr * 2)
+                if new_lr > lr:
+                    train["learning_rate"] = new_lr
+                    reasons.append(f"loss flat at {late:.3f}, far from fitting the data -> learning rate "
+                                   f"{lr:g} -> {new_lr:g}")
 
         generation = tuple(
             GenerationPlan(generator=g.generator, count=max(1, round(count * g.count / max(previous_count, 1))),

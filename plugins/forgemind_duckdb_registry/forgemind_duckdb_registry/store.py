@@ -31,19 +31,11 @@ __all__ = ["DEFAULT_TIMEOUT_S", "connect", "db_path", "default_timeout", "flush"
 
 
 def _log() -> Any:
-    """The structlog logger when the host application configured structlog; otherwise the
-    stdlib logger ``forgemind.registry``, silent unless the host enables it. (Unconfigured
-    structlog prints every debug line to stdout, which would corrupt ``forge ... --json``.)"""
+    """The structlog logger, imported on first use (structlog costs ~0.1 s to import). Where it
+    writes is the host application's choice (the ``forge`` CLI sends it to stderr)."""
     import structlog
 
-    if structlog.is_configured():
-        return structlog.get_logger("forgemind.registry")
-    import logging
-
-    return structlog.wrap_logger(
-        logging.getLogger("forgemind.registry"),
-        processors=[structlog.stdlib.filter_by_level, structlog.processors.KeyValueRenderer()],
-    )
+    return structlog.get_logger("forgemind.registry")
 
 
 #: How long a reader or writer waits for another process to release the database.

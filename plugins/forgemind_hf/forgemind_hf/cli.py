@@ -53,12 +53,9 @@ def cli_context(stage: str, *, quiet: bool = False) -> StageContext:
     import structlog
 
     home = Path(os.environ.get("FORGEMIND_HOME") or ".forgemind")
-    # The kernel configures structlog for its CLI; unconfigured (tests, embedding), log to stderr so
-    # that stdout carries only the command's result (--json stays parseable).
-    if structlog.is_configured():
-        log = structlog.get_logger("forgemind.hf")
-    else:
-        log = structlog.wrap_logger(structlog.PrintLogger(sys.stderr))
+    # Always stderr, whatever the process's global structlog configuration (which defaults to
+    # stdout): stdout carries only the command's result, so --json stays parseable.
+    log = structlog.wrap_logger(structlog.PrintLogger(sys.stderr))
     ctx = StageContext(
         run_id="adhoc", stage=stage, home=home, work_dir=home / "work" / stage, cache_dir=home / "cache",
         log=log.bind(stage=stage),
