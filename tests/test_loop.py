@@ -166,3 +166,18 @@ def test_resume_after_sigkill_finishes_without_redoing_or_duplicating(forge, col
     assert finished and max(finished.values()) == 1
     rows = registry.sql("SELECT count(*) AS n, count(DISTINCT id) AS d FROM examples WHERE run_id = 'killed'")
     assert rows[0]["n"] == rows[0]["d"] > 0
+
+
+def test_secrets_never_reach_a_record(forge, colors_goal, monkeypatch):
+    """An API key that leaks into generated data is redacted before any recorder sees it."""
+    secret = "sk-" + "A1b2C3d4" * 5
+    monkeypatch.setenv("TEACHER_API_KEY", "hunter2-very-secret")
+    pack = colors_goal.parent / "slots.yaml"
+    pack.write_text(pack.read_text().replace("thing: [car,", f"thing: ['{secret}', hunter2-very-secret, car,"))
+    events = []
+    forge.run(colors_goal, on_event=events.append)
+    recorded = json.dumps([e.payload for e in events])
+    assert secret not in recorded and "hunter2-very-secret" not in recorded
+    assert "[REDACTED]" in recorded
+    journal = "".join(p.read_text() for p in (forge.home / "registry").rglob("*.jsonl"))
+    assert secret not in journal and "hunter2-very-secret" not in journal
