@@ -289,7 +289,13 @@ def _line_numbers(path: Path, fmt: str) -> list[int] | None:
 
 def _load(path: Path, fmt: str, ctx: StageContext) -> list[dict[str, Any]]:
     """Read one file with ``datasets`` (offline: a packaged builder and a local cache)."""
-    import datasets
+    try:
+        import datasets
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "the 'files' generator reads data through the datasets library: pip install 'forgemind[data]'",
+            field="generate.files",
+        ) from None
 
     kwargs: dict[str, Any] = {}
     if fmt == "csv":
