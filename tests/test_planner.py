@@ -200,3 +200,12 @@ def test_fixed_schedule_doubles_and_ignores_the_signals(stage_context):
     plan = planner.plan(_goal(), history, stage_context).next_plan
     assert plan.generation[0].count == 200 and plan.generation[0].strategy == "basic"
     assert not plan.generation[0].category_weights and plan.train == {"epochs": 2, "learning_rate": 0.001}
+
+
+def test_canary_stop_with_a_fitted_loss_climbs_and_says_the_target_tier_never_ran(stage_context):
+    history = [_summary(canary={"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "none": 1.0})]  # loss converged
+    plan = _plan(history, stage_context).next_plan
+    assert plan.generation[0].strategy == "varied"
+    assert any(r.startswith("canary at 75% (stopped before full) while training loss is 0.04") for r in plan.reasons), \
+        plan.reasons
+    assert not any("full at 0%" in r for r in plan.reasons)

@@ -119,9 +119,9 @@ class DefaultPlanner:
                                and float(adversarial.get("accuracy", 1.0)) < goal.success.adversarial_min)
         rejected = (last.generated - last.kept) / last.generated if last.generated else 0.0
         climb = None
+        seen = f"{tier} at {target:.0%}" if scores else f"canary at {canary:.0%} (stopped before {tier})"
         if target < threshold and (final_loss <= opts.low_loss or canary >= goal.success.canary_min):
-            climb = (f"{tier} at {target:.0%} while training loss is {final_loss:.3f}: the model fits the data "
-                     f"it saw but not new shapes")
+            climb = f"{seen} while training loss is {final_loss:.3f}: the model fits the data it saw but not new shapes"
         elif adversarial_failing:
             climb = (f"{tier} passes but adversarial is at {float(adversarial.get('accuracy', 0.0)):.0%} "
                      f"< {goal.success.adversarial_min:.0%}: the model does not resist unseen shapes")
