@@ -64,3 +64,21 @@ def test_user_errors_are_one_sentence_and_exit_2(forge_home, tmp_path):
     assert f"{two}:3: seed" in both.output and f"{two}:4: limits.max_iterations" in both.output
     missing = CliRunner().invoke(build_cli(forge), ["resume", "no-such-run"])
     assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
+
+
+def test_compare_the_iterations_of_a_run_from_recorded_reports(forge_home, colors_goal, tmp_path):
+    forge = Forge(home=forge_home, plugins=[kernel_plugins], blocked=["hf", "openai"])
+    summary = json.loads(invoke(forge, "run", str(colors_goal), "--json", "--run-id", "cmp").stdout)
+    first, last = summary["iterations"][0]["checkpoint"], summary["iterations"][-1]["checkpoint"]
+    assert first != last
+    html = tmp_path / "compare.html"
+    result = invoke(forge, "compare", first, last, "--json", "--html", str(html))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    text = json.dumps(data)
+    assert first in text and last in text
+    # the first iteration failed full-tier cases that the promoted one passes
+    assert summary["iterations"][0]["scores"]["full"] < summary["iterations"][-1]["scores"]["full"]
+    assert data["improvements"] and not data["regressions"]
+    assert "paint it" in text  # per-case inputs side by side
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
