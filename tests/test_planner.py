@@ -45,16 +45,17 @@ def _summary(
     cost: float = 0.01,
     train: dict[str, Any] | None = None,
 ) -> IterationSummary:
-    def tier(per_category: dict[str, float]) -> dict[str, Any]:
-        return {"accuracy": sum(per_category.values()) / len(per_category), "per_category": per_category}
+    def tier(per_category: dict[str, float], n: int) -> dict[str, Any]:
+        return {"accuracy": sum(per_category.values()) / len(per_category), "per_category": per_category,
+                "per_category_n": {c: n for c in per_category}}
 
     scores = {}
     if canary is not None:
-        scores["canary"] = tier(canary)
+        scores["canary"] = tier(canary, 1)  # a canary holds one case per category
     if full is not None:
-        scores["full"] = tier(full)
+        scores["full"] = tier(full, 10)
     if adversarial is not None:
-        scores["adversarial"] = tier(adversarial)
+        scores["adversarial"] = tier(adversarial, 3)
     plan = Plan(iteration=1, generation=(GenerationPlan("template", count, strategy=strategy),),
                 train=dict(train or {"epochs": 2, "learning_rate": 0.001}), dataset_size=count)
     return IterationSummary(
@@ -107,7 +108,7 @@ def test_failing_categories_get_more_data_the_worse_they_score(stage_context):
     assert weights["alpha"] > weights["beta"] > 1.0
     assert weights["gamma"] == 1.0 and weights["none"] == 1.0  # at or above the threshold: plain share
     assert weights["alpha"] <= DefaultPlanner.Options().max_category_weight
-    assert any(r.startswith("category alpha at 20% (full) -> ") for r in plan.reasons), plan.reasons
+    assert any(r.startswith("category alpha at 20% of 10 cases (full) -> ") for r in plan.reasons), plan.reasons
     assert not any("category gamma" in r for r in plan.reasons)
 
 
@@ -117,7 +118,17 @@ def test_canary_failure_targets_the_canary_categories(stage_context):
     plan = _plan(history, stage_context).next_plan
     weights = plan.generation[0].category_weights
     assert weights["alpha"] > 1.0 and weights["beta"] == 1.0
-    assert any("category alpha at 0% (canary)" in r for r in plan.reasons), plan.reasons
+    assert any("category alpha at 0% of 1 case (canary)" in r for r in plan.reasons), plan.reasons
+
+
+def test_a_score_from_few_cases_moves_the_weights_less(stage_context):
+    # 0% on one canary case is weak evidence; 0% on ten full cases is strong.
+    canary = _plan([_summary(canary={"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "none": 1.0})], stage_context)
+    full = _plan([_summary(canary=ALL_GREEN, full={"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "none": 1.0})],
+                 stage_context)
+    weak = canary.next_plan.generation[0].category_weights["alpha"]
+    strong = full.next_plan.generation[0].category_weights["alpha"]
+    assert 1.0 < weak < 2.0 and strong == DefaultPlanner.Options().max_category_weight
 
 
 def test_data_grows_by_the_growth_factor_up_to_the_cap(stage_context):
@@ -178,7 +189,7 @@ def test_adversarial_failure_targets_its_categories_when_the_target_tier_passes(
     assert weights["beta"] > weights["none"] > 1.0 and weights["alpha"] == 1.0
     assert plan.generation[0].strategy == "varied"
     assert any("adversarial is at 60% < 70%" in r for r in plan.reasons), plan.reasons
-    assert any("category beta at 20% (adversarial)" in r for r in plan.reasons), plan.reasons
+    assert any("category beta at 20% of 3 cases (adversarial)" in r for r in plan.reasons), plan.reasons
 
 
 def test_budget_that_cannot_pay_for_another_try_stops(stage_context):

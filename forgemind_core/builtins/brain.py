@@ -4,7 +4,8 @@ The default planner is deterministic and offline. It reads the whole history and
 plan with its reasons, acting on four signals:
 
 - **failing categories** get a larger share of the new data (weight grows with the gap to the
-  goal's threshold: "category B608 at 41% -> 3.0x its share of new data");
+  goal's threshold and with the number of cases behind the score: "category B608 at 41% of 10
+  cases (full) -> 3.2x its share of new data"; one failed canary case moves it far less);
 - **generalisation gap** (training loss low but the target tier failing, or canary fine but full
   failing) moves the generators one step up the ``strategies`` ladder (e.g. ``basic -> varied``):
   more of the same shapes would not help;
@@ -73,6 +74,7 @@ class DefaultPlanner:
         max_examples_per_iteration: int = 4000
         strategies: tuple[str, ...] = ("basic", "varied")
         max_category_weight: float = 4.0
+        min_cases_for_full_weight: int = 5
         low_loss: float = 0.15
         high_loss: float = 0.5
         max_learning_rate: float = 0.01
@@ -141,13 +143,20 @@ class DefaultPlanner:
         else:
             seen_tier = tier if scores.get("per_category") else "canary"
         per_category = last.scores.get(seen_tier, {}).get("per_category") or {}
+        per_category_n = last.scores.get(seen_tier, {}).get("per_category_n") or {}
         for category, accuracy in sorted(per_category.items()):
             accuracy = float(accuracy)
             if accuracy < threshold:
-                weight = min(opts.max_category_weight, 1.0 + 2.0 * (threshold - accuracy) / max(threshold, 1e-9) * 1.5)
-                weights[category] = round(weight, 2)
+                boost = 2.0 * (threshold - accuracy) / max(threshold, 1e-9) * 1.5
+                # A score from a handful of cases (a canary has one or two per category) is weak
+                # evidence: the boost grows with the number of cases behind it.
+                n = int(per_category_n.get(category, opts.min_cases_for_full_weight))
+                boost *= min(1.0, n / max(opts.min_cases_for_full_weight, 1))
+                weights[category] = round(min(opts.max_category_weight, 1.0 + boost), 2)
         for category, weight in sorted(weights.items(), key=lambda kv: -kv[1])[:5]:
-            reasons.append(f"category {category} at {float(per_category[category]):.0%} ({seen_tier}) -> "
+            n = per_category_n.get(category)
+            of = f" of {n} case{'s' if n != 1 else ''}" if n is not None else ""
+            reasons.append(f"category {category} at {float(per_category[category]):.0%}{of} ({seen_tier}) -> "
                            f"{weight:.1f}x its share of new data")
         if weights:
             for category in per_category:
