@@ -154,8 +154,8 @@ class DefaultPlanner:
                 boost *= min(1.0, n / max(opts.min_cases_for_full_weight, 1))
                 weights[category] = round(min(opts.max_category_weight, 1.0 + boost), 2)
         for category, weight in sorted(weights.items(), key=lambda kv: -kv[1])[:5]:
-            n = per_category_n.get(category)
-            of = f" of {n} case{'s' if n != 1 else ''}" if n is not None else ""
+            cases = per_category_n.get(category)
+            of = f" of {cases} case{'s' if cases != 1 else ''}" if cases is not None else ""
             reasons.append(f"category {category} at {float(per_category[category]):.0%}{of} ({seen_tier}) -> "
                            f"{weight:.1f}x its share of new data")
         if weights:
