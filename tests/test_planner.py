@@ -220,3 +220,16 @@ def test_canary_stop_with_a_fitted_loss_climbs_and_says_the_target_tier_never_ra
     assert any(r.startswith("canary at 75% (stopped before full) while training loss is 0.04") for r in plan.reasons), \
         plan.reasons
     assert not any("full at 0%" in r for r in plan.reasons)
+
+
+def test_a_generator_that_ran_dry_climbs_the_ladder(stage_context):
+    # 600 asked, 78 made (the basic templates have few distinct inputs); the model is not yet fit.
+    history = [_summary(canary={"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "none": 1.0},
+                        loss=[8.0, 6.0, 4.0, 3.0, 2.5, 2.0, 1.8, 1.7], count=600, generated=78, kept=78)]
+    plan = _plan(history, stage_context).next_plan
+    assert plan.generation[0].strategy == "varied"
+    assert any("made only 78 of the 600 examples" in r and "'basic' -> 'varied'" in r for r in plan.reasons), \
+        plan.reasons
+    enough = [_summary(canary={"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "none": 1.0},
+                       loss=[8.0, 6.0, 4.0, 3.0, 2.5, 2.0, 1.8, 1.7], count=600, generated=580, kept=580)]
+    assert _plan(enough, stage_context).next_plan.generation[0].strategy == "basic"

@@ -9,8 +9,9 @@ plan with its reasons, acting on four signals:
 - **generalisation gap** (training loss low but the target tier failing, or canary fine but full
   failing) moves the generators one step up the ``strategies`` ladder (e.g. ``basic -> varied``):
   more of the same shapes would not help;
-- **rejected data** (most of a batch dropped, e.g. as near-duplicates) also moves one step up the
-  ladder, since that prompt strategy is exhausted;
+- **rejected or missing data** (most of a batch dropped, e.g. as near-duplicates, or the generators
+  making far fewer examples than asked because the strategy ran out of distinct inputs) also moves
+  one step up the ladder, since that prompt strategy is exhausted;
 - **loss**: a curve that is still falling at the end of training gets more epochs; a curve that
   rises or explodes gets half the learning rate; a curve that went flat while still high (the
   model stopped learning before it fit the data) gets twice the learning rate;
@@ -120,6 +121,7 @@ class DefaultPlanner:
         adversarial_failing = (target >= threshold and bool(adversarial)
                                and float(adversarial.get("accuracy", 1.0)) < goal.success.adversarial_min)
         rejected = (last.generated - last.kept) / last.generated if last.generated else 0.0
+        requested = sum(g.count for g in last.plan.generation)
         climb = None
         seen = f"{tier} at {target:.0%}" if scores else f"canary at {canary:.0%} (stopped before {tier})"
         if target < threshold and (final_loss <= opts.low_loss or canary >= goal.success.canary_min):
@@ -130,6 +132,9 @@ class DefaultPlanner:
         elif rejected >= opts.rejected_fraction:
             top = max(last.dropped_by_reason.items(), key=lambda kv: kv[1])[0] if last.dropped_by_reason else "filters"
             climb = f"{rejected:.0%} of the data was rejected (mostly {top})"
+        elif requested and (requested - last.generated) / requested >= opts.rejected_fraction:
+            climb = (f"the generators made only {last.generated} of the {requested} examples asked for: "
+                     f"the '{strategy}' strategy has run out of distinct inputs")
         if climb and step + 1 < len(opts.strategies):
             new = opts.strategies[step + 1]
             reasons.append(f"{climb} -> strategy '{strategy}' -> '{new}'")
