@@ -42,10 +42,13 @@ class ForgeGroup(click.Group):
             ctx.exit(2 if isinstance(error, UserError) else 1)
 
 
-def build_cli(forge: Forge | None = None) -> click.Group:
+def build_cli(forge: Forge | None = None, *, configure_logging: bool = False) -> click.Group:
     """Build the ``forge`` group: kernel commands plus those plugins add.
 
     :param forge: the kernel whose plugins may add commands (default: a new :class:`Forge`).
+    :param configure_logging: when a command runs, send the process's structlog output to stderr
+        at ``$FORGEMIND_LOG_LEVEL`` (default warning). The ``forge`` executable does; an
+        application embedding the group keeps its own logging.
     """
     forge = forge if forge is not None else Forge()
 
@@ -68,6 +71,10 @@ def build_cli(forge: Forge | None = None) -> click.Group:
         if home is not None:
             forge.home = home
         ctx.obj = forge
+        if configure_logging:  # here, not at start-up: `forge --help` need not import structlog
+            from .logs import configure_process_logging
+
+            configure_process_logging(os.environ.get("FORGEMIND_LOG_LEVEL", "warning"))
 
     for module_name, names in KERNEL_COMMANDS:
         try:
@@ -88,11 +95,8 @@ def build_cli(forge: Forge | None = None) -> click.Group:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``forge``)."""
-    from .logs import configure_process_logging
-
-    configure_process_logging(os.environ.get("FORGEMIND_LOG_LEVEL", "warning"))
     try:
-        cli = build_cli()
+        cli = build_cli(configure_logging=True)
     except ForgeError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2 if isinstance(error, UserError) else 1)

@@ -82,3 +82,17 @@ def test_compare_the_iterations_of_a_run_from_recorded_reports(forge_home, color
     assert data["improvements"] and not data["regressions"]
     assert "paint it" in text  # per-case inputs side by side
     assert html.read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_the_forge_executable_keeps_stdout_for_json(forge_home, colors_goal):
+    """Through the real entry point (main): plugins' logs go to stderr, stdout parses as JSON."""
+    import os
+    import subprocess
+    import sys
+
+    Forge(home=forge_home, plugins=[kernel_plugins], blocked=["hf", "openai"]).run(colors_goal, run_id="exe")
+    env = {**os.environ, "FORGEMIND_LOG_LEVEL": "debug"}
+    out = subprocess.run([sys.executable, "-m", "forgemind_core", "--home", str(forge_home), "show", "exe", "--json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["run"]["id"] == "exe"
