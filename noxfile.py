@@ -54,8 +54,9 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The offline quickstart: build a tiny base, then run the python-security goal to promotion."""
     install_stack(session)
+    # Exit code 1 means the run finished without meeting its goal: an outcome, not a broken demo.
     session.run("forge", "run", "examples/python-security/goal.yaml", *session.posargs,
-                env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+                env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}, success_codes=[0, 1])
 
 
 @nox.session

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import os
 import resource
 import shutil
@@ -44,7 +45,8 @@ def main() -> None:
         shutil.copytree(cache, home / "cache" / "bases")  # reuse the pre-trained tiny base
     goal = Path(args.goal).resolve()
     if args.planner != "default":
-        text = goal.read_text().replace("planner: {backend: default}", f"planner: {{backend: {args.planner}}}")
+        # the whole planner line: the default planner's options do not apply to another planner
+        text = re.sub(r"(?m)^planner:.*$", f"planner: {{backend: {args.planner}}}", goal.read_text())
         goal = home / f"goal-{args.planner}.yaml"
         home.mkdir(parents=True, exist_ok=True)
         goal.write_text(text.replace("pack: .", f"pack: {Path(args.goal).resolve().parent}"))
