@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import os
+import re
 import resource
 import shutil
 import subprocess
