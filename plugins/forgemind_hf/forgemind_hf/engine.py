@@ -57,6 +57,13 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+def quiet_transformers() -> None:
+    """No per-load/per-save progress bars from transformers: the loop shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def device_for_training() -> torch.device:
     """CUDA (this process's local rank under ``accelerate launch``/torchrun) if present, else CPU."""
     if torch.cuda.is_available():

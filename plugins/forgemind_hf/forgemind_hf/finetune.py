@@ -88,6 +88,7 @@ def load_for_training(
 ) -> Any:
     """The base model prepared for ``method``: trainable in full, with LoRA adapters, or
     4-bit quantised with LoRA adapters (QLoRA)."""
+    engine.quiet_transformers()
     from transformers import AutoModelForCausalLM
 
     if method not in METHODS:

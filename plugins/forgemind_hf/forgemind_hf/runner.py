@@ -43,9 +43,7 @@ def load(checkpoint: Checkpoint, options: RunnerOptions) -> tuple[Any, Any, torc
         _CACHE.move_to_end(key)
         return _CACHE[key]
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a bar per load would drown the loop's own output
+    engine.quiet_transformers()  # a bar per load would drown the loop's own output
     path = Path(checkpoint.path)
     device = engine.device_for_training()
     common = {"trust_remote_code": options.trust_remote_code}
