@@ -737,13 +737,13 @@ class Loop:
                        f"adversarial {scores.get('adversarial', 1.0):.0%} >= {success.adversarial_min:.0%}",)
             return {"decision": to_dict(Decision("promote", reasons=reasons, checkpoint_id=checkpoint.id))}
         if not canary_ok:
-            why = f"canary at {scores.get('canary', 0.0):.0%} < {success.canary_min:.0%}"
+            why = f"canary at {scores.get('canary', 0.0):.1%} < {success.canary_min:.0%}"
         elif target is None:
             why = f"no {success.tier} score"
         elif target < success.threshold:
-            why = f"{success.tier} {success.metric} {target:.0%} < {success.threshold:.0%}"
+            why = f"{success.tier} {success.metric} {target:.1%} < {success.threshold:.0%}"  # 89.8%, not "90% < 90%"
         else:
-            why = f"adversarial {scores.get('adversarial', 0.0):.0%} < {success.adversarial_min:.0%}"
+            why = f"adversarial {scores.get('adversarial', 0.0):.1%} < {success.adversarial_min:.0%}"
         gen_note = str((_read_json(self.iter_dir(n) / "generate.json") or {}).get("note", ""))
         if gen_note:  # generation stopped at the budget: nothing is left to pay for another try
             return {"decision": to_dict(Decision("stop", reasons=(why, gen_note)))}
