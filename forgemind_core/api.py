@@ -42,18 +42,6 @@ __all__ = ["HOME_ENV", "Forge", "default_home"]
 #: Environment variable naming the ForgeMind home folder.
 HOME_ENV = "FORGEMIND_HOME"
 
-_SINGULAR = {
-    "generators": "generator",
-    "filters": "filter",
-    "trainers": "trainer",
-    "runners": "runner",
-    "scorers": "scorer",
-    "adversaries": "adversary",
-    "reviewers": "reviewer",
-    "planners": "planner",
-    "executors": "executor",
-    "exporters": "exporter",
-}
 
 
 def default_home() -> Path:
@@ -151,17 +139,17 @@ class Forge:
         return info.cls(self.build_options(info, options or {}, field=field))
 
     def backend_info(self, pillar: str, name: str, *, field: str | None = None) -> BackendInfo:
+        from .options import unknown_backend_message
+
         available = self.catalogue().get(pillar, {})
         if name not in available:
-            installed = ", ".join(sorted(available)) or "none"
-            kind = _SINGULAR.get(pillar, pillar)
-            raise UnknownBackend(f"no {kind} named {name!r}; installed: {installed}", field=field)
+            raise UnknownBackend(unknown_backend_message(pillar, name, available), field=field)
         return available[name]
 
     @staticmethod
     def build_options(info: BackendInfo, options: Mapping[str, Any], *, field: str | None = None) -> Any:
         """Structure a plain dict into ``info.cls.Options`` (unknown keys are errors)."""
-        from .options import structure_options
+        from .options import BACKEND_NOUN, structure_options
 
         try:
             return structure_options(info.cls.Options, options)
@@ -169,9 +157,9 @@ class Forge:
             from cattrs import transform_error
 
             detail = "; ".join(transform_error(error, path="options"))
-            raise ConfigError(f"bad options for {_SINGULAR[info.pillar]} {info.name!r}: {detail}", field=field) from None
+            raise ConfigError(f"bad options for {BACKEND_NOUN[info.pillar]} {info.name!r}: {detail}", field=field) from None
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"bad options for {_SINGULAR[info.pillar]} {info.name!r}: {error}", field=field) from None
+            raise ConfigError(f"bad options for {BACKEND_NOUN[info.pillar]} {info.name!r}: {error}", field=field) from None
 
     # --- goals, packs ----------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ from forgemind_hookspecs.records import (
     ReviewSection,
 )
 
+from .options import BACKEND_NOUN, unknown_backend_message
+
 __all__ = ["PILLAR_OF_SECTION", "goal_converter", "goal_to_yaml", "load_goal", "parse_goal", "validate_goal"]
 
 #: ``{pillar: {backend name: BackendInfo}}`` as :meth:`forgemind_core.api.Forge.catalogue` returns.
@@ -74,17 +76,6 @@ PILLAR_OF_SECTION: dict[str, str] = {
     "planner": "planners",
     "executor": "executors",
     "review": "reviewers",
-}
-
-_SINGULAR = {
-    "generators": "generator",
-    "filters": "filter",
-    "trainers": "trainer",
-    "runners": "runner",
-    "scorers": "scorer",
-    "reviewers": "reviewer",
-    "planners": "planner",
-    "executors": "executor",
 }
 
 #: Keys users may write at the top level (``source`` is set by the loader, never written).
@@ -508,8 +499,7 @@ def _shape_choice(
     elif default_backend is not None:
         backend = default_backend
     else:
-        kind = _SINGULAR[pillar]
-        problems.add((*path, "backend"), f"required: name the {kind} to use")
+        problems.add((*path, "backend"), f"required: name the {BACKEND_NOUN[pillar]} to use")
         return None
     shaped: dict[str, Any] = {"backend": backend, "options": options}
     if with_share and "share" in raw:
@@ -741,14 +731,10 @@ def _check_sites(
         if not isinstance(site.backend, str):
             continue  # cattrs reports "expected text" for it
         installed = catalogue.get(site.pillar, {})
-        kind = _SINGULAR[site.pillar]
+        kind = BACKEND_NOUN[site.pillar]
         if site.backend not in installed:
-            names = ", ".join(sorted(installed)) or "none"
-            problems.add(
-                (*site.path, "backend"),
-                f"no {kind} named {site.backend!r}; installed: {names}",
-                UnknownBackend,
-            )
+            problems.add((*site.path, "backend"), unknown_backend_message(site.pillar, site.backend, installed),
+                         UnknownBackend)
             continue
         options_cls: type = getattr(installed[site.backend].cls, "Options")  # noqa: B009
         owner = f"{kind} {site.backend!r}"

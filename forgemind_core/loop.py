@@ -547,8 +547,10 @@ class Loop:
         have = _read_jsonl_examples(path)
         seen = {e.id for e in have}
         by_generator: dict[str, int] = {}
+        cost = 0.0
         for example in have:
             by_generator[example.source.generator] = by_generator.get(example.source.generator, 0) + 1
+            cost += example.source.cost_usd
         if have:  # re-deliver what a crash may have left unrecorded; ids make it a no-op otherwise
             for i in range(0, len(have), _BATCH):
                 batch = have[i:i + _BATCH]
@@ -574,9 +576,7 @@ class Loop:
                 for gp in plan.generation:
                     generator = self.forge.backend("generators", gp.generator, self._generator_options(gp),
                                                    field="generate")
-                    made = 0
                     for example in generator.generate(gp, ctx):
-                        made += 1
                         if example.id in seen:
                             continue
                         seen.add(example.id)
@@ -584,6 +584,7 @@ class Loop:
                         out.flush()  # in the OS's hands at once: a killed process loses nothing
                         pending.append(example)
                         by_generator[gp.generator] = by_generator.get(gp.generator, 0) + 1
+                        cost += example.source.cost_usd
                         task.advance(1)
                         if len(pending) >= _BATCH:
                             flush()
@@ -592,7 +593,6 @@ class Loop:
             finally:
                 flush()
                 task.close()
-        cost = sum(e.source.cost_usd for e in _read_jsonl_examples(path))
         return {"generated": len(seen), "by_generator": by_generator, "file": str(path), "note": note,
                 "cost_usd": cost}
 

@@ -7,7 +7,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["structure_options"]
+__all__ = ["BACKEND_NOUN", "structure_options", "unknown_backend_message"]
+
+#: What one backend of each pillar is called in messages ("no trainer named 'x'").
+BACKEND_NOUN: dict[str, str] = {
+    "generators": "generator",
+    "filters": "filter",
+    "trainers": "trainer",
+    "runners": "runner",
+    "scorers": "scorer",
+    "adversaries": "adversary",
+    "reviewers": "reviewer",
+    "planners": "planner",
+    "executors": "executor",
+    "exporters": "exporter",
+}
 
 T = TypeVar("T")
 
@@ -17,3 +31,9 @@ def structure_options(cls: type[T], options: Mapping[str, Any]) -> T:
     from .goals import goal_converter
 
     return goal_converter().structure(dict(options), cls)
+
+
+def unknown_backend_message(pillar: str, name: str, installed: Mapping[str, Any]) -> str:
+    """``no trainer named 'hff'; installed: hf`` — the one sentence for a backend nobody offers."""
+    names = ", ".join(sorted(installed)) or "none"
+    return f"no {BACKEND_NOUN.get(pillar, pillar)} named {name!r}; installed: {names}"
