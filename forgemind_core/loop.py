@@ -634,10 +634,14 @@ class Loop:
                 kept = survivors
             out.flush()
             os.fsync(out.fileno())
+        kept_by_category: dict[str, int] = {}
+        for example in kept:
+            kept_by_category[example.category or ""] = kept_by_category.get(example.category or "", 0) + 1
         return {
             "kept": len(kept),
             "dropped": len(examples) - len(kept),
             "kept_ids": [e.id for e in kept],
+            "kept_by_category": kept_by_category,
             "dropped_by_reason": dropped_by_reason,
         }
 
@@ -781,12 +785,6 @@ class Loop:
         ev = _read_json(folder / "evaluate.json") or {}
         dec = _read_json(folder / "decide.json")
         checkpoint = from_dict(Checkpoint, tr["checkpoint"]) if tr else None
-        kept_by_category: dict[str, int] = {}
-        if filt:
-            keep = set(filt.get("kept_ids", []))
-            for e in self._examples(n):
-                if e.id in keep:
-                    kept_by_category[e.category or ""] = kept_by_category.get(e.category or "", 0) + 1
         scores: dict[str, dict[str, Any]] = {}
         for tier, report in (ev.get("reports") or {}).items():
             scores[tier] = dict(report.get("metrics", {}))
@@ -798,7 +796,7 @@ class Loop:
             generated=int(gen.get("generated", 0)),
             kept=int(filt.get("kept", 0)),
             dropped_by_reason=dict(filt.get("dropped_by_reason", {})),
-            kept_by_category=kept_by_category,
+            kept_by_category=dict(filt.get("kept_by_category", {})),
             dataset_id=ds["dataset"]["id"] if ds else None,
             estimate=from_dict(Estimate, est["estimate"]) if est else None,
             checkpoint_id=checkpoint.id if checkpoint else None,

@@ -34,6 +34,10 @@ def test_run_improves_and_promotes_with_reasons(forge, colors_goal):
     assert stable and Path(stable["path"]).exists()
     channel = forge.registry().channel("stable")
     assert channel[0]["checkpoint_id"] == stable["id"] and channel[0]["version"] == 1
+    history = Loop(forge, forge.load_goal(colors_goal), summary["run_id"], None, None).history()
+    for item, it in zip(history, iterations, strict=True):  # what the planner saw, per category
+        assert sum(item.kept_by_category.values()) == it["data"]["kept"] > 0
+        assert set(item.kept_by_category) <= {"warm", "cool"}
 
 
 def test_every_stage_boundary_is_recorded_before_the_next_stage(forge, colors_goal):
