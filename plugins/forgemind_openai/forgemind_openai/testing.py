@@ -161,9 +161,7 @@ class FakeOpenAIServer:
 
     def start(self) -> FakeOpenAIServer:
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 256
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
         self._thread.start()
         return self
@@ -248,6 +246,13 @@ class FakeOpenAIServer:
             cats = {k: v >= 0.5 for k, v in scores.items()}
             results.append({"flagged": any(cats.values()), "categories": cats, "category_scores": scores})
         return {"id": "modr-test", "model": body.get("model", "omni-moderation-latest"), "results": results}
+
+
+class _Server(ThreadingHTTPServer):
+    # read by listen() inside __init__: set on the instance afterwards it came too late, the
+    # backlog stayed at 5 and a burst of new connections (32 clients at once) got resets
+    request_queue_size = 256
+    daemon_threads = True
 
 
 def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
