@@ -207,6 +207,96 @@ class Forge:
         fields.setdefault("log", make_logger(console=False))
         return StageContext(**fields)
 
+    # --- outside a run, and in the background (forgemind_core.adhoc, forgemind_core.jobs) -------
+
+    def pretrain(self, corpus: str | os.PathLike[str], *, preset: str = "tiny", options: Mapping[str, Any] | None = None,
+                 trainer: str = "hf", on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
+                 progress: Any = None) -> Any:
+        """Pre-train a base from scratch on a corpus (``forge pretrain``); returns its Checkpoint.
+
+        ``options`` override the preset (``steps``, ``tokens``, ``batch_size``, ``learning_rate``, ...);
+        ``on_event(kind, payload)`` receives the trainer's metrics (``train.loss`` per step).
+        """
+        from .adhoc import pretrain
+
+        return pretrain(self, str(corpus), preset=preset, options=options, trainer=trainer,
+                        on_event=on_event, progress=progress)
+
+    def train(self, base: str, data: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Fine-tune ``base`` (a folder, a checkpoint id, a hub id) on a data file (``forge train``).
+
+        Keyword arguments: ``format``, ``columns`` (CSV mapping), ``method`` (full, lora, qlora),
+        ``hyperparameters``, ``out``, ``seed``, ``trainer``, ``on_event``, ``progress``. The same
+        request again resumes from its last checkpoint. Returns the Checkpoint.
+        """
+        from .adhoc import train
+
+        return train(self, base, data, **kwargs)
+
+    def estimate(self, base: str, data: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Tokens, steps, seconds and cost of :meth:`train` with the same arguments (``forge estimate``)."""
+        from .adhoc import estimate
+
+        return estimate(self, base, data, **kwargs)
+
+    def generate(self, checkpoint: Any, prompts: Sequence[str], **kwargs: Any) -> list[str]:
+        """Completions from a checkpoint (``forge generate``): ``runner``, ``max_new_tokens``, ``temperature``."""
+        from .adhoc import generate
+
+        return generate(self, checkpoint, prompts, **kwargs)
+
+    def validate_data(self, path: str | os.PathLike[str], *, format: str | None = None,
+                      columns: Mapping[str, str] | None = None) -> list[Any]:
+        """Every bad row of a data file as a DataError (``forge validate --data``); empty = valid."""
+        from .adhoc import validate_data
+
+        return validate_data(path, format=format, columns=columns)
+
+    def preview_data(self, path: str | os.PathLike[str], *, format: str | None = None,
+                     columns: Mapping[str, str] | None = None, limit: int = 50) -> dict[str, Any]:
+        """A data file's problems (one per bad row) and its first ``limit`` rows as read."""
+        from .adhoc import preview_data
+
+        return preview_data(path, format=format, columns=columns, limit=limit)
+
+    def evaluate(self, checkpoint: Any, suite: Any, **kwargs: Any) -> Any:
+        """Score a checkpoint on a suite file or typed cases (``forge eval``); returns an EvalReport."""
+        from .adhoc import evaluate
+
+        return evaluate(self, checkpoint, suite, **kwargs)
+
+    def compare(self, checkpoints: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+        """Checkpoints side by side, regressions first (``forge compare``); ``suite=`` evaluates now."""
+        from .adhoc import compare
+
+        return compare(self, checkpoints, **kwargs)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint of this home: recorded by runs, fine-tuned or pre-trained outside one."""
+        from .adhoc import list_checkpoints
+
+        return list_checkpoints(self)
+
+    def submit(self, kind: str, params: Mapping[str, Any] | None = None, *, detach: bool = False) -> str:
+        """Start a background job (``run``, ``resume``, ``pretrain``, ``train``, ...: the method of
+        that name with ``params``) and return its id at once; follow it with :meth:`job`.
+        ``detach=True`` runs it in its own process (``forge jobs submit``), else in a thread."""
+        from .jobs import submit
+
+        return submit(self, kind, params, detach=detach)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every background job of this home, newest first (``forge jobs``)."""
+        from .jobs import list_jobs
+
+        return list_jobs(self.home)
+
+    def job(self, job_id: str, *, events: bool = True) -> dict[str, Any]:
+        """A job's state, progress, events and log, read from its folder (``forge jobs show``)."""
+        from .jobs import read_job
+
+        return read_job(self.home, job_id, events=events)
+
     # --- runs ------------------------------------------------------------------------------
 
     def run(
