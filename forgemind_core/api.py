@@ -340,3 +340,59 @@ class Forge:
 
     def lineage(self, node_id: str) -> dict[str, Any]:
         return self.registry().lineage(node_id)
+
+    # --- iteration tools: load, fork, branches, diff, SQL (forgemind_core/forks.py) --------------
+
+    def config(self, run_id: str, iteration: int | None = None) -> str:
+        """The goal file (YAML) that produced a run, or one iteration of it (its recorded plans
+        pinned with the ``replay`` planner); it runs again as is with ``forge run``."""
+        from .forks import config_yaml
+
+        return config_yaml(self.home, run_id, iteration)
+
+    def fork(
+        self,
+        run_id: str,
+        iteration: int | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        branch: str | None = None,
+        *,
+        new_run_id: str | None = None,
+        run: bool = True,
+        reporter: Any = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> dict[str, Any]:
+        """Start a run that reuses ``run_id``'s work up to ``iteration`` (default: its last) and
+        changes only ``overrides`` (dotted goal keys: ``{"train.epochs": 3}``); only the stages
+        those settings affect run again. Returns the fork's summary (``run=False``: create the
+        fork without running it; ``resume`` runs it later)."""
+        from .forks import fork_run
+
+        loop = fork_run(self, run_id, iteration=iteration, overrides=overrides, branch=branch,
+                        new_run_id=new_run_id, reporter=reporter, on_event=on_event)
+        return loop.run() if run else loop.summary()
+
+    def runs_tree(self) -> list[dict[str, Any]]:
+        """Runs as a tree of branches: roots with their forks as ``children``, each named."""
+        from .forks import runs_tree
+
+        return runs_tree(self.registry())
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """Config and result differences of two runs (see :func:`forgemind_core.forks.diff_runs`)."""
+        from .forks import diff_runs
+
+        return diff_runs(self, a, b)
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        """Read-only SQL over the registry; any write is refused (UserError)."""
+        return self.registry().sql(query)
+
+    # --- exports (forgemind_core/exports.py) ------------------------------------------------------
+
+    def export_data(self, node_id: str, out: str | os.PathLike[str], *, format: str = "parquet") -> dict[str, Any]:
+        """Write a dataset, a checkpoint's evaluation results or a run's history as Parquet or
+        JSON Lines files under ``out``; returns the files written with their row counts."""
+        from .exports import export_data
+
+        return export_data(self, node_id, out, format=format)

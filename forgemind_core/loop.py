@@ -398,6 +398,13 @@ class Loop:
         self._save_state()
         return dict(data)
 
+    def _reused(self, iteration: int, stage: str) -> dict[str, Any]:
+        """``{"inherited_from": parent run}`` for a stage a fork copied from its parent
+        (forgemind_core/forks.py), so recorders link it as reused rather than produced here."""
+        parent = self.state.get("parent") or {}
+        reused = (parent.get("reused") or {}).get(str(iteration)) or ()
+        return {"inherited_from": parent["run_id"]} if stage in reused and parent.get("run_id") else {}
+
     def _check_wall_clock(self, stage: str) -> None:
         limit = self.goal.limits.wall_clock_s
         if limit is not None and self._elapsed() > limit:
@@ -452,7 +459,7 @@ class Loop:
 
         data = self._stage(0, "base", produce, lambda d: {"checkpoint_id": d["checkpoint"]["id"]})
         checkpoint = from_dict(Checkpoint, data["checkpoint"])
-        self._record("checkpoint", stage="base", payload={"checkpoint": to_dict(checkpoint)})
+        self._record("checkpoint", stage="base", payload={"checkpoint": to_dict(checkpoint), **self._reused(0, "base")})
         self.reporter.line(f"base model: {checkpoint.path}")
         return checkpoint
 
@@ -472,7 +479,7 @@ class Loop:
         self.reporter.line(f"  filter: kept {filt['kept']}, dropped {filt['dropped']} ({dropped})")
         ds = self._stage(n, "dataset", lambda ctx: self._dataset(n, ctx), lambda d: {"dataset_id": d["dataset"]["id"]})
         dataset = from_dict(DatasetRef, ds["dataset"])
-        self._record("dataset", iteration=n, stage="dataset", payload={"dataset": to_dict(dataset)})
+        self._record("dataset", iteration=n, stage="dataset", payload={"dataset": to_dict(dataset), **self._reused(n, "dataset")})
         self.reporter.line(f"  dataset: {dataset.n_examples} examples ({dataset.id})")
 
         request = self._train_request(n, plan, base, dataset)
@@ -488,7 +495,7 @@ class Loop:
 
         tr = self._stage(n, "train", lambda ctx: self._train(n, request, estimate, ctx), lambda d: {"checkpoint_id": d["checkpoint"]["id"]})
         checkpoint = from_dict(Checkpoint, tr["checkpoint"])
-        self._record("checkpoint", iteration=n, stage="train", payload={"checkpoint": to_dict(checkpoint)})
+        self._record("checkpoint", iteration=n, stage="train", payload={"checkpoint": to_dict(checkpoint), **self._reused(n, "train")})
         curve = checkpoint.manifest.get("loss_curve") or []
         if curve:
             self.reporter.line(f"  train: loss {_first_loss(curve):.3f} -> {_last_loss(curve):.3f} ({checkpoint.path})")
@@ -496,7 +503,8 @@ class Loop:
         ev = self._stage(n, "evaluate", lambda ctx: self._evaluate(n, checkpoint, plan_data, ctx),
                          lambda d: {"scores": d["scores"]})
         for tier, report in ev["reports"].items():
-            self._record("eval.report", iteration=n, stage="evaluate", key=tier, payload={"report": report})
+            self._record("eval.report", iteration=n, stage="evaluate", key=tier,
+                         payload={"report": report, **self._reused(n, "evaluate")})
         self.reporter.line("  scores: " + " · ".join(f"{t} {s:.0%}" for t, s in ev["scores"].items()))
 
         dec = self._stage(n, "decide", lambda ctx: self._decide(n, checkpoint, ev, ctx),

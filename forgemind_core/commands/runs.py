@@ -107,10 +107,14 @@ def status(forge: Any, run_id: str, as_json: bool) -> None:
 
 
 @click.command()
+@click.option("--tree", is_flag=True, help="Show runs as a tree of branches (forks under their parent).")
 @json_option
 @pass_forge
-def runs(forge: Any, as_json: bool) -> None:
+def runs(forge: Any, tree: bool, as_json: bool) -> None:
     """List runs recorded in the registry."""
+    if tree:
+        _print_tree(forge.runs_tree(), as_json)
+        return
     rows = forge.runs()
     if as_json:
         echo_json(rows)
@@ -126,15 +130,47 @@ def runs(forge: Any, as_json: bool) -> None:
     console().print(table)
 
 
+def _print_tree(roots: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        echo_json(roots)
+        return
+    from rich.tree import Tree
+
+    def label(node: dict[str, Any]) -> str:
+        at = f" @ iteration {node['parent_iteration']}" if node.get("parent_iteration") else ""
+        return (f"[bold]{node['branch']}[/bold]{at}: {node['id']} ({node['status']}, "
+                f"{node.get('outcome') or '-'})")
+
+    def add(parent: Any, node: dict[str, Any]) -> None:
+        branch = parent.add(label(node))
+        for child in node["children"]:
+            add(branch, child)
+
+    top = Tree("runs")
+    for root in roots:
+        add(top, root)
+    console().print(top)
+
+
 @click.command()
 @click.argument("run_id")
 @click.option("--rejections", is_flag=True, help="List every dropped example with the rule and reason.")
+@click.option("--config", "config", is_flag=True,
+              help="Print the goal file that produced the run (or --iteration N); it runs again as is.")
+@click.option("--iteration", "-i", type=int, help="With --config: pin the recorded plans up to this iteration.")
 @json_option
 @pass_forge
-def show(forge: Any, run_id: str, rejections: bool, as_json: bool) -> None:
+def show(forge: Any, run_id: str, rejections: bool, config: bool, iteration: int | None, as_json: bool) -> None:
     """Show a run: its iterations with plans, scores and decisions (or its rejected data)."""
     from forgemind_hookspecs import UserError
 
+    if config or iteration is not None:
+        text = forge.config(run_id, iteration)
+        if as_json:
+            echo_json({"run_id": run_id, "iteration": iteration, "goal_yaml": text})
+        else:
+            click.echo(text, nl=False)
+        return
     registry = forge.registry()
     if rejections:
         rows = registry.rejections(run_id)

@@ -447,7 +447,7 @@ def _on_dataset(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, 
                 _dumps(ref.get("parents") or []), _dumps(ref.get("stats") or {}), loaded,
             ],
         )  # fmt: skip
-    _edge(con, run_id, "run", did, "dataset", "produced", run_id)
+    _edge(con, run_id, "run", did, "dataset", "reused" if p.get("inherited_from") else "produced", run_id)
     for parent in ref.get("parents") or []:
         _edge(con, parent, "dataset", did, "dataset", "derived", run_id)
     _iteration(con, event, dataset_id=did)
@@ -492,7 +492,7 @@ def _on_checkpoint(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[st
             _dumps(ck.get("manifest") or {}), _dumps(ck),
         ],
     )  # fmt: skip
-    _edge(con, run_id, "run", cid, "checkpoint", "produced", run_id)
+    _edge(con, run_id, "run", cid, "checkpoint", "reused" if p.get("inherited_from") else "produced", run_id)
     _edge(con, ck.get("dataset_id"), "dataset", cid, "checkpoint", "trained", run_id)
     _edge(con, ck.get("parent"), "checkpoint", cid, "checkpoint", "base_of", run_id)
     if event.get("stage") == "train":

@@ -1,0 +1,137 @@
+"""Load, fork, branches and diff (forgemind_core/forks.py) through the real loop, on the colours
+pack with the memo trainer (tests/kernel_plugins.py), which trains in milliseconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import pytest
+from click.testing import CliRunner
+from forgemind_hookspecs import UserError
+
+from forgemind_core.cli import build_cli
+from forgemind_core.forks import affected_stage, apply_overrides
+
+
+@pytest.fixture
+def parent(forge, colors_goal):
+    summary = forge.run(colors_goal, run_id="parent")
+    assert summary["outcome"] == "promoted" and len(summary["iterations"]) == 2
+    return summary
+
+
+def _stages_run(events, iteration):
+    return [e.stage for e in events if e.kind == "stage.started" and e.iteration == iteration]
+
+
+def test_fork_with_one_changed_setting_trains_only_what_changed(forge, parent):
+    events = []
+    child = forge.fork("parent", overrides={"train.epochs": 3}, branch="more-epochs", new_run_id="child",
+                       on_event=events.append)
+    assert child["outcome"] == "promoted"
+    # Nothing of iteration 1 and no base ran again; iteration 2 re-ran from the estimate on.
+    assert [e for e in events if e.kind == "stage.started" and e.iteration in (0, 1)] == []
+    assert _stages_run(events, 2) == ["estimate", "train", "evaluate", "decide"]
+    p_its, c_its = parent["iterations"], child["iterations"]
+    assert c_its[0]["checkpoint"] == p_its[0]["checkpoint"]  # reused
+    assert c_its[1]["data"]["dataset_id"] == p_its[1]["data"]["dataset_id"]  # the same data...
+    assert c_its[1]["checkpoint"] != p_its[1]["checkpoint"]  # ...trained again with epochs 3
+    assert Path(child["stable_checkpoint"]["path"]).is_relative_to(Path(child["run_dir"]))  # trained by the fork
+    assert child["stable_checkpoint"]["id"] == c_its[1]["checkpoint"]
+    # No example was copied into the fork's registry rows: the data is linked, not duplicated.
+    assert forge.sql("SELECT count(*) AS n FROM examples WHERE run_id = 'child'") == [{"n": 0}]
+
+    lineage = forge.lineage(child["stable_checkpoint"]["id"])
+    ancestors = {(a["id"], a["relation"]) for a in lineage["ancestors"]}
+    assert (c_its[1]["data"]["dataset_id"], "trained") in ancestors
+    assert (p_its[0]["data"]["dataset_id"], "derived") in ancestors  # through the parent's data
+    assert {"parent", "child"} <= set(lineage["runs"])
+    assert ("parent", "forked") in ancestors
+    reused = forge.sql("SELECT dst, relation FROM lineage_edges WHERE src = 'child' AND relation = 'reused'")
+    assert {r["dst"] for r in reused} >= {p_its[0]["checkpoint"], p_its[0]["data"]["dataset_id"]}
+
+
+def test_fork_points_and_what_reruns(forge, parent):
+    events = []
+    child = forge.fork("parent", iteration=1, overrides={"filter.0.max_chars": 500}, new_run_id="f1",
+                       on_event=events.append)
+    assert _stages_run(events, 1)[:1] == ["filter"]
+    assert child["iterations"][0]["data"]["generated"] == parent["iterations"][0]["data"]["generated"]
+    assert affected_stage(["success.threshold"]) == ("decide", False)
+    assert affected_stage(["generate.0.share", "train.epochs"]) == ("plan", False)
+    assert affected_stage(["pretrain.preset"]) == ("estimate", True)
+    assert affected_stage(["name"]) == (None, False)
+
+
+def test_fork_at_a_later_iteration_replans_when_generation_changes(forge, parent):
+    events = []
+    forge.fork("parent", iteration=2, overrides={"seed": 4}, new_run_id="f2", on_event=events.append)
+    # iteration 2's plan comes from iteration 1's decision: that decision is made again
+    assert _stages_run(events, 1) == ["decide"]
+    assert _stages_run(events, 2)[0] == "plan"
+
+
+def test_show_config_runs_again_as_is(forge, parent, colors_goal, tmp_path):
+    parent_goal = colors_goal
+    text = forge.config("parent", 1)
+    assert "backend: replay" in text and "max_iterations: 1" in text
+    goal_file = tmp_path / "again.yaml"
+    goal_file.write_text(text)
+    again = forge.run(goal_file, run_id="again")
+    first = parent["iterations"][0]
+    assert again["iterations"][0]["data"]["dataset_id"] == first["data"]["dataset_id"]
+    assert again["iterations"][0]["scores"] == first["scores"]
+    whole = forge.load_goal(_write(tmp_path / "whole.yaml", forge.config("parent")))
+    assert attrs.evolve(whole, source=None) == attrs.evolve(forge.load_goal(parent_goal), source=None)
+    with pytest.raises(UserError, match="iterations 1 to 2, not 5"):
+        forge.config("parent", 5)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_bad_overrides_are_one_sentence(forge, parent):
+    runner = CliRunner()
+    cli = build_cli(forge)
+    result = runner.invoke(cli, ["fork", "parent", "--set", "train.epochs=fast"])
+    assert result.exit_code == 2, result.output
+    assert "train.epochs" in result.output and "Traceback" not in result.output
+    result = runner.invoke(cli, ["fork", "parent", "--set", "nonsense"])
+    assert result.exit_code == 2 and "key=value" in result.output
+    result = runner.invoke(cli, ["fork", "parent", "--iteration", "7", "--set", "seed=1"])
+    assert result.exit_code == 2 and "iterations 1 to 2, not 7" in result.output
+    assert not any(p.name.startswith("colors-") for p in (Path(forge.home) / "runs").iterdir())
+
+
+def test_apply_overrides_reports_changed_keys(forge, colors_goal):
+    goal = forge.load_goal(colors_goal)
+    new, changed = apply_overrides(goal, {"train.epochs": 3, "success.threshold": 0.8}, forge.catalogue())
+    assert changed == ["success.threshold", "train.epochs"]
+    assert new.train.options["epochs"] == 3 and new.success.threshold == 0.8 and new.source == goal.source
+
+
+def test_cli_tree_diff_and_show_config(forge, parent):
+    runner = CliRunner()
+    cli = build_cli(forge)
+    result = runner.invoke(cli, ["fork", "parent", "--set", "train.epochs=3", "--run-id", "child", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["run_id"] == "child"
+    result = runner.invoke(cli, ["runs", "--tree", "--json"])
+    roots = json.loads(result.output)
+    assert [(r["id"], [c["id"] for c in r["children"]]) for r in roots] == [("parent", ["child"])]
+    assert roots[0]["children"][0]["branch"] == "epochs=3" and roots[0]["branch"] == "main"
+    result = runner.invoke(cli, ["runs", "--tree"])
+    assert "epochs=3 @ iteration 2: child" in result.output
+    result = runner.invoke(cli, ["diff", "parent", "child", "--json"])
+    diff = json.loads(result.output)
+    assert diff["config"] == [{"key": "train.epochs", "a": None, "b": 3}]
+    assert [i["same_dataset"] for i in diff["iterations"]] == [True, True]
+    assert [i["same_checkpoint"] for i in diff["iterations"]] == [True, False]
+    result = runner.invoke(cli, ["diff", "parent", "child"])
+    assert result.exit_code == 0 and "train.epochs" in result.output
+    result = runner.invoke(cli, ["show", "child", "--config"])
+    assert result.exit_code == 0 and "epochs: 3" in result.output and "forked from parent" in result.output
