@@ -29,7 +29,7 @@ from forgemind_hookspecs import (
     make_plugin_manager,
 )
 from forgemind_openai import LLMJudge, OpenAIAdversary, OpenAIGenerator
-from forgemind_openai.client import estimate_prompt_tokens
+from forgemind_openai.client import ResponseCache, estimate_prompt_tokens
 from forgemind_openai.testing import FakeOpenAIServer, Fault, examples_script
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
@@ -142,7 +142,8 @@ def test_requests_per_minute_spaces_calls(stage_context: StageContext, pack: Tas
      Fault("truncated"), Fault("non_json")],
     ids=lambda f: f.kind,
 )
-def test_each_fault_is_retried(fault: Fault, llm_server: FakeOpenAIServer, stage_context: StageContext,
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+def test_each_fault_is_retried(fault: Fault, http_client: str, llm_server: FakeOpenAIServer, stage_context: StageContext,
                                pack: TaskPack, emitted: list[tuple[str, dict[str, Any]]]) -> None:
     llm_server.inject(fault)
     arrivals: list[float] = []
@@ -154,7 +155,7 @@ def test_each_fault_is_retried(fault: Fault, llm_server: FakeOpenAIServer, stage
 
     llm_server.script = script
     started = time.monotonic()
-    g = gen(llm_server, concurrency=1, examples_per_call=2, timeout_s=0.5)
+    g = gen(llm_server, concurrency=1, examples_per_call=2, timeout_s=0.5, http_client=http_client)
     examples = list(g.generate(GenerationPlan("openai", 2, {"safe": 1.0}), ctx_for(stage_context, pack)))
     assert len(examples) == 2
     assert llm_server.total_requests == 2  # the faulty attempt and its retry, same request
@@ -260,11 +261,31 @@ def test_second_identical_run_makes_zero_calls_and_key_never_stored(
     assert llm_server.total_requests == calls
     assert [e.id for e in second] == [e.id for e in first] or {e.id for e in second} == {e.id for e in first}
     assert [e.source for e in sorted(second, key=lambda e: e.id)] == [e.source for e in sorted(first, key=lambda e: e.id)]
-    cache_files = list((stage_context.cache_dir / "llm").rglob("*.json"))
-    assert len(cache_files) == calls
+    cache_files = [p for p in (stage_context.cache_dir / "llm").rglob("*") if p.is_file()]
+    assert sum(len(p.read_text().splitlines()) for p in cache_files) == calls  # one journal line per call
     blob = "".join(p.read_text() for p in cache_files) + json.dumps(emitted, default=str)
     blob += "".join(json.dumps(e.meta) for e in first)
     assert secret not in blob and "sk-another-key" not in blob
+
+
+def test_cache_journal_skips_a_torn_line_and_reads_the_older_layout(tmp_path: Path) -> None:
+    first = ResponseCache(tmp_path)
+    first.put("a" * 40, {"content": "one"})
+    first.put("b" * 40, {"content": "two"})
+    first.close()
+    (journal,) = tmp_path.glob(ResponseCache.JOURNAL_GLOB)
+    with journal.open("ab") as f:  # a process killed in the middle of its last append
+        f.write(b"c" * 40 + b'\t{"content": "th')
+    legacy = tmp_path / "dd" / ("d" * 40 + ".json")
+    legacy.parent.mkdir()
+    legacy.write_text('{"content": "old"}')
+    again = ResponseCache(tmp_path)
+    assert again.get("a" * 40) == {"content": "one"} and again.get("b" * 40) == {"content": "two"}
+    assert again.get("c" * 40) is None and again.get("d" * 40) == {"content": "old"}
+    again.put("c" * 40, {"content": "three"})  # a new journal of its own, never after the torn line
+    again.close()
+    assert ResponseCache(tmp_path).get("c" * 40) == {"content": "three"}
+    assert len(list(tmp_path.glob(ResponseCache.JOURNAL_GLOB))) == 2
 
 
 def test_kill_and_resume_pays_each_call_once(stage_context: StageContext, tmp_path: Path) -> None:
