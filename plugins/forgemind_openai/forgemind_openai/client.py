@@ -44,6 +44,7 @@ __all__ = [
     "Rejection",
     "ResponseCache",
     "estimate_prompt_tokens",
+    "new_event_loop",
     "parse_json_object",
     "price_of",
     "run_calls",
@@ -527,6 +528,16 @@ def parse_json_object(content: str, required: Mapping[str, type | tuple[type, ..
     return data
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop for the calling thread: uvloop's where it is installed (a dependency
+    except on Windows; it takes about a sixth less CPU per call with aiohttp), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def run_calls(engine: LLMEngine, bodies: Sequence[Mapping[str, Any]]) -> list[CallResult | Rejection]:
     """Make ``bodies`` concurrently (bounded by the engine) from synchronous code, in order.
 
@@ -540,7 +551,7 @@ def run_calls(engine: LLMEngine, bodies: Sequence[Mapping[str, Any]]) -> list[Ca
         finally:
             await engine.close()
 
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     try:
         return loop.run_until_complete(_all())
     finally:

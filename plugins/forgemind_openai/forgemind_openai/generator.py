@@ -30,7 +30,7 @@ from forgemind_hookspecs import (
     content_hash,
 )
 
-from .client import CallResult, ClientOptions, LLMEngine, Rejection, parse_json_object
+from .client import CallResult, ClientOptions, LLMEngine, Rejection, new_event_loop, parse_json_object
 
 __all__ = ["DEFAULT_PROMPT", "DEFAULT_SYSTEM_PROMPT", "OpenAIGenerator", "allocate"]
 
@@ -191,14 +191,11 @@ class OpenAIGenerator:
             stopped generation short of ``plan.count``.
         """
         run = _Run(self, plan, ctx)
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         try:
             loop.run_until_complete(run.start())
-            while True:
-                example = loop.run_until_complete(run.next())
-                if example is None:
-                    break
-                yield example
+            while batch := loop.run_until_complete(run.next()):
+                yield from batch
         finally:
             loop.run_until_complete(run.aclose())
             loop.close()
@@ -273,11 +270,21 @@ class _Run:
         elif not self.tasks:
             self.queue.put_nowait(None)
 
-    async def next(self) -> Example | None:
+    async def next(self) -> list[Example]:
+        """The examples made since the last call (waiting for one if there are none); empty
+        when generation is over. Taking them in batches keeps the event loop running between
+        calls instead of stopping it and starting it again for every example."""
+        batch: list[Example] = []
         item = await self.queue.get()
-        if item is None and self._error is not None:
+        while item is not None:
+            batch.append(item)
+            if self.queue.empty():
+                return batch
+            item = self.queue.get_nowait()
+        if self._error is not None:
             raise self._error
-        return item
+        self.queue.put_nowait(None)  # the end stays visible to the next call
+        return batch
 
     async def aclose(self) -> None:
         for task in list(self.tasks):

@@ -29,7 +29,7 @@ from forgemind_hookspecs import (
     make_plugin_manager,
 )
 from forgemind_openai import LLMJudge, OpenAIAdversary, OpenAIGenerator
-from forgemind_openai.client import ResponseCache, estimate_prompt_tokens
+from forgemind_openai.client import ResponseCache, estimate_prompt_tokens, new_event_loop
 from forgemind_openai.testing import FakeOpenAIServer, Fault, examples_script
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
@@ -100,6 +100,16 @@ def test_unlabelled_pack_uses_model_outputs(llm_server: FakeOpenAIServer, stage_
     examples = list(gen(llm_server).generate(GenerationPlan("openai", 3, {"math": 1.0}), ctx_for(stage_context, pack)))
     assert len(examples) == 3
     assert all(e.completion.startswith("answer ") and e.category == "math" for e in examples)
+
+
+def test_without_uvloop_runs_on_asyncio(llm_server: FakeOpenAIServer, stage_context: StageContext, pack: TaskPack,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as on Windows, where it is not installed
+    loop = new_event_loop()
+    loop.close()
+    assert type(loop).__module__.startswith("asyncio")
+    examples = list(gen(llm_server, examples_per_call=2).generate(GenerationPlan("openai", 4), ctx_for(stage_context, pack)))
+    assert len(examples) == 4
 
 
 def test_concurrency_is_bounded(stage_context: StageContext, pack: TaskPack) -> None:
