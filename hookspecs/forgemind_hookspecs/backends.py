@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from attrs import Factory, define, frozen
 
 from .errors import BudgetExceeded
+from .policy import Policy
 from .records import (
     Checkpoint,
     DatasetRef,
@@ -198,6 +199,8 @@ class StageContext:
     :ivar progress: ``progress(description, total)`` returns a :class:`ProgressTask`.
     :ivar budget: the run's :class:`Budget`.
     :ivar history: a :class:`History` view over the run's earlier work.
+    :ivar policy: the goal's safety :class:`~forgemind_hookspecs.policy.Policy` (``review.policy``),
+        or ``None`` when the goal names none.
     """
 
     run_id: str = "adhoc"
@@ -214,6 +217,7 @@ class StageContext:
     progress: Callable[..., ProgressTask] = _null_progress
     budget: Budget = Factory(Budget)
     history: History = Factory(_EmptyHistory)
+    policy: Policy | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,4 +438,13 @@ class Registry(Protocol):
 
     def sql(self, query: str) -> list[dict[str, Any]]:
         """Run read-only SQL over the registry's tables; any write is refused."""
+        ...
+
+    def reviews(
+        self, run_id: str | None = None, *, status: str | None = None, subject_kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The review queue (``review.item`` events with their latest ``review.decision``):
+        item_id, run_id, iteration, subject_kind, subject_id, payload, scores, reasons, created,
+        action, reviewer, reason, edited, decided, status (``pending`` until a decision other
+        than ``skip``, then ``decided``). Filter by run, status or subject kind; oldest first."""
         ...

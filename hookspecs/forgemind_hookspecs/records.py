@@ -286,7 +286,11 @@ class Example:
 
 @frozen
 class Verdict:
-    """A filter's judgement of one example; every drop is recorded with its reason."""
+    """A filter's judgement of one example; every drop is recorded with its reason.
+
+    ``review`` asks for a human's look at a kept example (a score in the policy's grey band):
+    the Warden's review stage queues it (see docs/warden.md).
+    """
 
     example_id: str
     filter: str
@@ -294,6 +298,7 @@ class Verdict:
     rule: str = ""
     score: float | None = None
     reason: str = ""
+    review: bool = False
 
 
 @frozen

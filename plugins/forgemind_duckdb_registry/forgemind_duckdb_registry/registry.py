@@ -169,6 +169,25 @@ class DuckDBRegistry:
             params.append(name)
         return self._query(query + " ORDER BY iteration, seq", params)
 
+    def reviews(
+        self, run_id: str | None = None, *, status: str | None = None, subject_kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The review queue, oldest first: each ``review.item`` with its latest decision and
+        ``status`` (``pending`` until a decision other than ``skip``, then ``decided``)."""
+        query = """SELECT *, CASE WHEN action IS NULL OR action = 'skip' THEN 'pending' ELSE 'decided' END
+                          AS status FROM reviews WHERE subject_kind IS NOT NULL"""
+        params: list[Any] = []
+        if run_id is not None:
+            query += " AND run_id = ?"
+            params.append(run_id)
+        if status is not None:
+            query += " AND (CASE WHEN action IS NULL OR action = 'skip' THEN 'pending' ELSE 'decided' END) = ?"
+            params.append(status)
+        if subject_kind is not None:
+            query += " AND subject_kind = ?"
+            params.append(subject_kind)
+        return self._query(query + " ORDER BY created, item_id", params, ("payload", "scores", "reasons", "edited"))
+
     def channel(self, channel: str = "stable") -> list[dict[str, Any]]:
         """The versions on a channel, newest first."""
         return self._query(
@@ -298,6 +317,13 @@ class DuckDBRegistry:
                 )
                 if promoted
                 else []
+            )
+            reviewed = [node_id, *promoted]
+            result["reviews"] = _fetch(  # approvals of its promotion, decisions on an example
+                con,
+                """SELECT item_id, run_id, subject_kind, subject_id, action, reviewer, reason, decided
+                   FROM reviews WHERE list_contains(?, subject_id) AND action IS NOT NULL ORDER BY decided""",
+                [reviewed],
             )
             result["runs"] = sorted(
                 {a["id"] for a in ancestors if a["kind"] == "run"} | ({node_id} if kind == "run" else set())

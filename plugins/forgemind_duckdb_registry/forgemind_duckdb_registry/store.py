@@ -580,6 +580,11 @@ def _on_promotion(
         [channel, version, cid, run_id, int(event.get("iteration") or 0), event["id"], event.get("time")],
     )
     _edge(con, cid, "checkpoint", f"{channel}:v{version}", "promotion", "promoted", event["run_id"])
+    if p.get("approved_by"):  # a candidate promoted later by `forge approve` (the Warden)
+        con.execute(
+            "UPDATE runs SET outcome = 'promoted', stable_checkpoint = ? WHERE id = ? AND outcome = 'candidate'",
+            [cid, run_id],
+        )
     return {**p, "channel": channel, "version": version}
 
 
