@@ -18,6 +18,7 @@ PACKAGES = [
     "-e", "plugins/forgemind_duckdb_registry",
     "-e", "plugins/forgemind_hf[cuda]",
     "-e", "plugins/forgemind_openai",
+    "-e", "plugins/forgemind_detoxify",
     "-e", ".",
 ]
 #: The plugin author guide's complete example (docs/plugins.md), installed like a third party's.
@@ -68,6 +69,7 @@ def bench(session: nox.Session) -> None:
         "benchmarks/registry_bench.py",
         "benchmarks/dedup_bench.py",
         "benchmarks/generation_bench.py",
+        "benchmarks/warden_bench.py",
         "benchmarks/train_bench.py",
         "benchmarks/quickstart_bench.py",
     ]:

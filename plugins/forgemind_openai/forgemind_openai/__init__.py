@@ -14,11 +14,13 @@ from forgemind_hookspecs import hookimpl
 from .adversary import OpenAIAdversary
 from .generator import OpenAIGenerator
 from .judge import LLMJudge
+from .moderation import OpenAIModeration
 
 __all__ = [
     "LLMJudge",
     "OpenAIAdversary",
     "OpenAIGenerator",
+    "OpenAIModeration",
     "forgemind_register_adversaries",
     "forgemind_register_filters",
     "forgemind_register_generators",
@@ -33,6 +35,7 @@ def forgemind_register_generators(register: Callable[[type], None]) -> None:
 @hookimpl
 def forgemind_register_filters(register: Callable[[type], None]) -> None:
     register(LLMJudge)
+    register(OpenAIModeration)
 
 
 @hookimpl
