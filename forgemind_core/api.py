@@ -341,6 +341,51 @@ class Forge:
     def lineage(self, node_id: str) -> dict[str, Any]:
         return self.registry().lineage(node_id)
 
+    # --- the Warden: policy, review queue, approvals (forgemind_core/warden/) ----------------
+
+    def load_policy(self, path: str | os.PathLike[str]) -> Any:
+        """Read and validate a policy file (:class:`forgemind_hookspecs.Policy`); ConfigError
+        naming file, line and field on a mistake."""
+        from .warden.policy import load_policy
+
+        return load_policy(path)
+
+    def review_queue(self, run_id: str | None = None, *, status: str | None = "pending",
+                     subject_kind: str | None = None) -> list[dict[str, Any]]:
+        """Review items, oldest first (``status``: ``pending``, ``decided`` or ``None`` for all;
+        ``subject_kind``: ``example`` or ``promotion``), each with scores, reasons and decision."""
+        from .warden.review import queue
+
+        return queue(self, run_id, status=status, subject_kind=subject_kind)
+
+    def review(self, item_id: str, decision: str, reason: str | None = None, reviewer: str | None = None,
+               edit: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Decide a review item: ``approve``, ``reject``, ``edit`` (``edit={"completion": ...}``) or
+        ``skip``; recorded with the reviewer (default ``$USER``) and the time."""
+        from .warden.review import decide
+
+        return decide(self, item_id, decision, reason=reason, reviewer=reviewer, edit=edit)
+
+    def approve(self, checkpoint: str, reviewer: str | None = None, reason: str = "") -> dict[str, Any]:
+        """Approve a candidate checkpoint's promotion (policy ``approval_required``): records the
+        approval (reviewer, time), then promotes it to the stable channel."""
+        from .warden.review import approve
+
+        return approve(self, checkpoint, reviewer=reviewer, reason=reason)
+
+    def export_reviews(self, path: str | os.PathLike[str], run_id: str | None = None) -> int:
+        """Write the pending review items as JSONL for review in other tools; returns how many."""
+        from .warden.review import export_queue
+
+        return export_queue(self, path, run_id)
+
+    def import_reviews(self, path: str | os.PathLike[str], reviewer: str | None = None) -> list[dict[str, Any]]:
+        """Record the decisions of a JSONL file (as written by :meth:`export_reviews`, each line's
+        ``decision`` filled in); every line is checked before any is recorded."""
+        from .warden.review import import_decisions
+
+        return import_decisions(self, path, reviewer=reviewer)
+
     # --- iteration tools: load, fork, branches, diff, SQL (forgemind_core/forks.py) --------------
 
     def config(self, run_id: str, iteration: int | None = None) -> str:

@@ -26,8 +26,9 @@ KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("forgemind_core.commands.runs", ("run", "resume", "status", "runs", "show", "lineage", "plugins")),
     ("forgemind_core.commands.validate", ("validate",)),
     ("forgemind_core.commands.trials", ("eval_command", "compare_command")),
+    ("forgemind_core.commands.review", ("review", "approve_command")),
     ("forgemind_core.commands.iterate",
-     ("fork", "diff_command", "sql_command", "export_data_command")),
+     ("fork", "diff_command", "sql_command", "export_data_command", "export_command")),
     ("forgemind_core.commands.jobs", ("jobs", "checkpoints")),
 )
 

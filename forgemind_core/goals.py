@@ -891,6 +891,10 @@ def _read_into(
             problems.add(("pack",), f"no such folder: {goal.pack}")
         if goal.review.policy is not None and not Path(goal.review.policy).is_file():
             problems.add(("review", "policy"), f"no such file: {goal.review.policy}")
+        elif goal.review.policy is not None:  # the policy's own mistakes, each with its file and line
+            from .warden.policy import validate_policy
+
+            problems.errors.extend(validate_policy(goal.review.policy))
     return goal
 
 

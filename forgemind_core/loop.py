@@ -322,6 +322,15 @@ class Loop:
             self._pack = self.forge.load_pack(self.goal)
         return self._pack
 
+    @property
+    def policy(self) -> Any:
+        """The goal's safety policy (``review.policy``, see docs/warden.md), or ``None``."""
+        if self.goal.review.policy is None:
+            return None
+        from .warden.policy import load_policy
+
+        return load_policy(self.goal.review.policy)
+
     def suites(self) -> dict[str, list[EvalCase]]:
         """The pack's evaluation suites per tier (empty dict when the pack has none)."""
         if self._suites is None:
@@ -374,6 +383,7 @@ class Loop:
             progress=self.reporter.progress,
             budget=self.budget,
             history=_RunHistory(self, iteration),
+            policy=self.policy,
         )
 
     def _stage(self, iteration: int, stage: str, produce: Callable[[StageContext], dict[str, Any]],
@@ -427,7 +437,12 @@ class Loop:
                         iteration += 1
                         continue
                     reasons = list(decision.reasons)
-                    if decision.action == "promote":
+                    if decision.action == "promote" and self._needs_approval():  # stays a candidate
+                        outcome = "candidate"
+                        reasons.append(f"checkpoint {decision.checkpoint_id} awaits approval: "
+                                       f"forge approve {decision.checkpoint_id}")
+                        self.state["candidate_checkpoint"] = decision.checkpoint_id
+                    elif decision.action == "promote":
                         outcome, stable = "promoted", decision.checkpoint_id
                     break
             except _Stop as stop:
@@ -441,6 +456,9 @@ class Loop:
             return self.summary()
         finally:
             self._unlock()
+
+    def _needs_approval(self) -> bool:
+        return bool(self.policy is not None and self.policy.approval_required)
 
     def trainer(self) -> Any:
         return self.forge.backend("trainers", self.goal.train.backend, self.goal.train.options, field="train")
@@ -477,6 +495,14 @@ class Loop:
         filt = self._stage(n, "filter", lambda ctx: self._filter(n, ctx), lambda d: {"kept": d["kept"], "dropped": d["dropped"]})
         dropped = ", ".join(f"{k}: {v}" for k, v in sorted(filt["dropped_by_reason"].items())) or "none"
         self.reporter.line(f"  filter: kept {filt['kept']}, dropped {filt['dropped']} ({dropped})")
+        if self.policy is not None:  # the Warden: queue, decide or wait (forgemind_core/warden/review.py)
+            from .warden.review import review_stage
+
+            rev = self._stage(n, "review", lambda ctx: review_stage(self, n, ctx),
+                              lambda d: {k: d[k] for k in ("items", "approved", "rejected", "edited", "pending")})
+            if rev["items"]:
+                self.reporter.line(f"  review: {rev['items']} items, {rev['approved']} approved, {rev['rejected']} rejected, "
+                                   f"{rev['edited']} edited, {rev['pending']} pending")
         ds = self._stage(n, "dataset", lambda ctx: self._dataset(n, ctx), lambda d: {"dataset_id": d["dataset"]["id"]})
         dataset = from_dict(DatasetRef, ds["dataset"])
         self._record("dataset", iteration=n, stage="dataset", payload={"dataset": to_dict(dataset), **self._reused(n, "dataset")})
@@ -515,7 +541,11 @@ class Loop:
         if not recorded:
             _write_json(self.iter_dir(n) / "decide.json", {"decision": to_dict(decision)})
         self._record("decision", iteration=n, stage="decide", payload={"decision": to_dict(decision)})
-        if decision.action == "promote" and decision.checkpoint_id:
+        if decision.action == "promote" and decision.checkpoint_id and self._needs_approval():
+            from .warden.review import request_approval
+
+            request_approval(self, n, decision.checkpoint_id, decision.reasons)
+        elif decision.action == "promote" and decision.checkpoint_id:
             self._record("promotion", iteration=n, stage="decide",
                          payload={"checkpoint_id": decision.checkpoint_id, "channel": "stable", "run_id": self.run_id})
         self.reporter.line(f"  decision: [bold]{decision.action}[/bold] - " + "; ".join(decision.reasons))
@@ -654,9 +684,10 @@ class Loop:
         }
 
     def _dataset(self, n: int, ctx: StageContext) -> dict[str, Any]:
-        filt = _read_json(self.iter_dir(n) / "filter.json")
+        filt = _read_json(self.iter_dir(n) / "review.json") or _read_json(self.iter_dir(n) / "filter.json")
         keep = set(filt["kept_ids"])
         new = [e for e in self._examples(n) if e.id in keep]
+        new += [from_dict(Example, e) for e in filt.get("added_examples", [])]  # edited in review
         previous = self.latest_dataset(before=n)
         old = list(read_snapshot(previous.path)) if previous is not None else []
         old_ids = {e.id for e in old}
@@ -786,7 +817,7 @@ class Loop:
         folder = self.iter_dir(n)
         plan = from_dict(Plan, _read_json(folder / "plan.json")["plan"])
         gen = _read_json(folder / "generate.json") or {}
-        filt = _read_json(folder / "filter.json") or {}
+        filt = _read_json(folder / "review.json") or _read_json(folder / "filter.json") or {}
         ds = _read_json(folder / "dataset.json")
         est = _read_json(folder / "estimate.json")
         tr = _read_json(folder / "train.json")

@@ -15,5 +15,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "forgemind_core.builtins.scorers",  # exact_match, label_match, regex, json_schema, python_ast
     "forgemind_core.builtins.adversary",  # offline perturbations for the adversarial tier
     "forgemind_core.builtins.brain",  # default planner, local executor
+    "forgemind_core.warden.safety",  # the Warden: safety filter (deny, PII, code AST), human reviewer
     "forgemind_core.builtins.replay",  # replays recorded plans (forge show --config, forks, exports)
 )
