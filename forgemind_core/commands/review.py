@@ -83,8 +83,8 @@ def _interactive(forge: Any, run_id: str | None, reviewer: str | None) -> None:
     for index, row in enumerate(rows, 1):
         _render(out, row, index, len(rows))
         promotion = row["subject_kind"] == "promotion"
-        keys = "[a]pprove  [r]eject  " + ("" if promotion else "[e]dit  ") + "[s]kip  [q]uit"
-        out.print(keys)
+        choices = [("a", "approve"), ("r", "reject"), *([] if promotion else [("e", "edit")]), ("s", "skip"), ("q", "quit")]
+        out.print("   ".join(f"[bold reverse] {k} [/bold reverse] {word}" for k, word in choices))
         while True:
             key = click.getchar().lower()
             action = _KEYS.get(key)
