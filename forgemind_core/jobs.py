@@ -49,6 +49,7 @@ JOB_KINDS: dict[str, str] = {
     "estimate": "estimate",
     "evaluate": "evaluate",
     "compare": "compare",
+    "fork": "fork",
 }
 
 _LOCK = threading.Lock()
@@ -114,6 +115,8 @@ def submit(forge: Any, kind: str, params: Mapping[str, Any] | None = None, *, de
     job_id = job_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     if kind == "run" and "run_id" not in params:
         params["run_id"] = job_id
+    if kind == "fork" and "new_run_id" not in params:
+        params["new_run_id"] = job_id
     folder = job_dir(forge.home, job_id)
     folder.mkdir(parents=True, exist_ok=False)
     _write_json(folder / "job.json", {"id": job_id, "kind": kind, "params": params, "status": "queued",
@@ -210,6 +213,8 @@ def run_job(forge: Any, job_id: str) -> dict[str, Any]:
             target = params.pop("goal", None) if kind == "run" else params.pop("run_id", None)
             method = getattr(forge, JOB_KINDS[kind])
             result: Any = method(target, on_event=on_event, **params)
+        elif kind == "fork":
+            result = forge.fork(on_event=on_event, **params)
         elif kind in ("pretrain", "train"):
             result = getattr(forge, JOB_KINDS[kind])(on_event=sink, progress=progress, **params)
         else:

@@ -1,0 +1,241 @@
+"""What the dashboard shows, as plain data and HTML: YAML previews of what will run, job logs and
+loss curves from a job's events, the side-by-side comparison. No gradio here, so it is tested
+without a browser; every number comes from the ``Forge`` API."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "comparison_html",
+    "events_log",
+    "iterations_rows",
+    "job_status_html",
+    "loss_frame",
+    "metric_frame",
+    "pretrain_yaml",
+    "run_tree_markdown",
+    "train_yaml",
+]
+
+
+def _yaml(data: Any) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False))
+
+
+def _cli_value(value: Any) -> str:
+    import json
+    import shlex
+
+    return shlex.quote(value if isinstance(value, str) else json.dumps(value))
+
+
+def pretrain_yaml(corpus: str | None, preset: str, options: Mapping[str, Any]) -> str:
+    """The pre-training that will run, as a goal file's ``pretrain:`` section, and the same as a command."""
+    flags = " ".join(f"--{k} {v}" for k, v in options.items() if k in ("steps", "tokens", "seed"))
+    extra = {k: v for k, v in options.items() if k not in ("steps", "tokens", "seed")}
+    head = f"# forge pretrain {_cli_value(corpus or 'CORPUS')} --preset {preset} {flags}".rstrip()
+    if extra:
+        head += "\n# (Python: Forge.pretrain(corpus, preset=..., options=...) also takes the shape options below)"
+    return head + "\n" + _yaml({"pretrain": {"corpus": corpus or "(upload a corpus)", "preset": preset,
+                                             "options": dict(options)}})
+
+
+def train_yaml(base: str | None, data: str | None, fmt: str | None, columns: Mapping[str, str], method: str,
+               hyperparameters: Mapping[str, Any]) -> str:
+    """The fine-tuning that will run, as ``forge train`` and as a goal file's ``train:`` section."""
+    parts = [f"forge train --base {_cli_value(base or 'BASE')} --data {_cli_value(data or 'DATA')}",
+             f"--method {method}"]
+    if fmt:
+        parts.append(f"--format {fmt}")
+    parts += [f"--column {k}={_cli_value(v)}" for k, v in columns.items()]
+    parts += [f"--set {k}={_cli_value(v)}" for k, v in hyperparameters.items()]
+    section: dict[str, Any] = {"base": base or "(choose a base model)", "data": data or "(upload a dataset)",
+                               "method": method}
+    if fmt:
+        section["format"] = fmt
+    if columns:
+        section["columns"] = dict(columns)
+    section["train"] = {"backend": "hf", **hyperparameters}
+    return "# " + " ".join(parts) + "\n" + _yaml(section)
+
+
+def events_log(events: Sequence[Mapping[str, Any]], limit: int = 400) -> str:
+    """One line per event, newest last (metrics every few steps only, so the log stays readable)."""
+    lines = []
+    for event in events:
+        payload = event.get("payload") or {}
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time") or 0))
+        kind = event.get("kind")
+        if kind == "metric":
+            name = payload.get("name", "")
+            if name.endswith("tokens_per_s"):
+                continue
+            value = payload.get("value")
+            text = f"{name} = {value:.4f}" if isinstance(value, (int, float)) else f"{name} = {value}"
+            lines.append(f"{stamp}  step {payload.get('step')}: {text}")
+        elif kind in ("stage.started", "stage.finished"):
+            lines.append(f"{stamp}  iteration {payload.get('iteration')}: {payload.get('stage')} "
+                         f"{'started' if kind == 'stage.started' else 'finished'}")
+        elif kind == "eval.report":
+            metrics = payload.get("metrics") or {}
+            lines.append(f"{stamp}  iteration {payload.get('iteration')}: {payload.get('tier')} accuracy "
+                         f"{metrics.get('accuracy', 0):.1%}")
+        elif kind == "decision":
+            decision = payload.get("decision") or {}
+            lines.append(f"{stamp}  iteration {payload.get('iteration')}: decision {decision.get('action')} - "
+                         + "; ".join(decision.get("reasons") or []))
+        elif kind == "run.finished":
+            lines.append(f"{stamp}  run finished: {payload.get('outcome')} - " + "; ".join(payload.get("reasons") or []))
+        else:
+            simple = ", ".join(f"{k}={v}" for k, v in payload.items()
+                               if isinstance(v, (str, int, float)) and k not in ("iteration", "stage"))
+            lines.append(f"{stamp}  {kind} {simple}".rstrip())
+    return "\n".join(lines[-limit:])
+
+
+def loss_frame(events: Sequence[Mapping[str, Any]]) -> Any:
+    """``step``, ``loss`` (and ``series`` per iteration of a run) from ``train.loss`` metric events."""
+    import pandas as pd
+
+    rows = []
+    for event in events:
+        payload = event.get("payload") or {}
+        if event.get("kind") == "metric" and payload.get("name") == "train.loss":
+            it = payload.get("iteration")
+            rows.append({"step": int(payload.get("step") or 0), "loss": float(payload["value"]),
+                         "series": f"iteration {it}" if it else "train"})
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+
+
+def job_status_html(job: Mapping[str, Any]) -> str:
+    """Status, elapsed time and the current progress bar of a job."""
+    status = str(job.get("status"))
+    colour = {"finished": "#1a7f37", "failed": "#cf222e", "interrupted": "#9a6700"}.get(status, "#0969da")
+    started = job.get("started") or job.get("created") or time.time()
+    ended = job.get("ended") or time.time()
+    parts = [f'<span class="fm-status" style="color:{colour}"><b>{html.escape(status)}</b></span> '
+             f'job <code>{html.escape(str(job.get("id")))}</code> ({html.escape(str(job.get("kind")))}), '
+             f'{max(0.0, ended - started):.0f} s']
+    progress = job.get("progress") or {}
+    total = progress.get("total")
+    if progress and status in ("running", "queued"):
+        done = float(progress.get("completed") or 0)
+        pct = min(100.0, 100.0 * done / total) if total else 0.0
+        fields = ", ".join(f"{k} {v}" for k, v in (progress.get("fields") or {}).items())
+        parts.append(f'<div class="fm-progress"><div style="width:{pct:.0f}%"></div></div>'
+                     f'{html.escape(str(progress.get("description")))}: {done:.0f}/{total or "?"} {html.escape(fields)}')
+    if job.get("error"):
+        parts.append(f'<div class="fm-error">{html.escape(str(job["error"]))}</div>')
+    return "<br>".join(parts)
+
+
+def iterations_rows(status: Mapping[str, Any]) -> list[list[Any]]:
+    """A run's iterations as table rows: iteration, stages done, canary, full, adversarial."""
+    rows = []
+    for it in status.get("iterations") or []:
+        scores = it.get("scores") or {}
+
+        def pct(tier: str, scores: Mapping[str, Any] = scores) -> str:
+            value = scores.get(tier)
+            if isinstance(value, Mapping):
+                value = value.get("accuracy")
+            return f"{value:.1%}" if isinstance(value, (int, float)) else "-"
+
+        rows.append([it.get("iteration"), ", ".join(it.get("stages_done") or []), pct("canary"), pct("full"),
+                     pct("adversarial")])
+    return rows
+
+
+def metric_frame(run: Mapping[str, Any] | None, metric: str) -> Any:
+    """``iteration``, ``value``, ``tier`` of one metric over a run's iterations (``Forge.show``)."""
+    import pandas as pd
+
+    rows = []
+    for it in (run or {}).get("iterations") or []:
+        for tier, metrics in (it.get("scores") or {}).items():
+            value = metrics.get(metric)
+            if value is None and isinstance(metrics.get("style"), Mapping):
+                value = metrics["style"].get(metric)
+            if isinstance(value, (int, float)):
+                rows.append({"iteration": int(it["iteration"]), "value": float(value), "tier": tier})
+    return pd.DataFrame(rows, columns=["iteration", "value", "tier"])
+
+
+def _diff_html(parts: Any, text: str) -> str:
+    """A word diff (``[[op, text], ...]``, op ``=``, ``-``, ``+``) with removed and added words marked."""
+    if not parts:
+        return html.escape(text)
+    out = []
+    for op, word in parts:
+        if op == "+":
+            out.append(f'<ins class="fm-add">{html.escape(word)}</ins>')
+        elif op == "-":
+            out.append(f'<del class="fm-del">{html.escape(word)}</del>')
+        else:
+            out.append(html.escape(word))
+    return "".join(out)
+
+
+def comparison_html(comparison: Mapping[str, Any], limit: int = 100) -> str:
+    """``Forge.compare``'s result as a side-by-side table: scores per tier, then each case's outputs
+    per checkpoint, regressions first, words that differ from the baseline highlighted."""
+    ckpts = list(comparison.get("checkpoints") or [])
+    head = "".join(f"<th>{html.escape(str(c))}{' (baseline)' if i == 0 else ''}</th>" for i, c in enumerate(ckpts))
+    score_rows = []
+    for tier, data in (comparison.get("tiers") or {}).items():
+        cells = []
+        for c in ckpts:
+            value = (data.get("accuracy") or {}).get(c)
+            delta = (data.get("delta") or {}).get(c)
+            text = f"{value:.1%}" if isinstance(value, (int, float)) else "-"
+            if isinstance(delta, (int, float)) and delta:
+                text += f' <span class="{"fm-up" if delta > 0 else "fm-down"}">{delta * 100:+.1f} pts</span>'
+            cells.append(f"<td>{text}</td>")
+        score_rows.append(f"<tr><th>{html.escape(str(tier))}</th>{''.join(cells)}</tr>")
+    case_rows = []
+    for case in list(comparison.get("cases") or [])[:limit]:
+        outputs = case.get("outputs") or {}
+        cells = []
+        for c in ckpts:
+            entry = outputs.get(c)
+            if entry is None:
+                cells.append("<td>-</td>")
+                continue
+            mark, cls = ("✓ ", "fm-pass") if entry.get("passed") else ("✗ ", "fm-fail")
+            cells.append(f'<td class="{cls}">{mark}{_diff_html(entry.get("diff"), str(entry.get("output", "")))}</td>')
+        status = html.escape(str(case.get("status", "")))
+        case_rows.append(f'<tr class="fm-case fm-{status}"><td>{status}</td><td>{html.escape(str(case.get("input", "")))}'
+                         f'</td><td>{html.escape(str(case.get("expected", "")))}</td>{"".join(cells)}</tr>')
+    counts = comparison.get("counts") or {}
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return (f'<div class="fm-compare"><p>{html.escape(summary)}</p>'
+            f'<table class="fm-scores"><tr><th>tier</th>{head}</tr>{"".join(score_rows)}</table>'
+            f'<table class="fm-cases"><tr><th>status</th><th>input</th><th>expected</th>{head}</tr>'
+            f'{"".join(case_rows)}</table></div>')
+
+
+def run_tree_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Runs as an indented tree: forks under the run (and iteration) they came from."""
+    by_parent: dict[str | None, list[Mapping[str, Any]]] = {}
+    ids = {r.get("id") for r in runs}
+    for run in runs:
+        parent = run.get("parent_run") if run.get("parent_run") in ids else None
+        by_parent.setdefault(parent, []).append(run)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for run in sorted(by_parent.get(parent, []), key=lambda r: str(r.get("started") or "")):
+            fork = f" ← fork of iteration {run.get('parent_iteration')}" if run.get("parent_run") else ""
+            branch = f" [{run.get('branch')}]" if run.get("branch") and run.get("branch") != "main" else ""
+            lines.append(f"{'    ' * depth}- `{run.get('id')}`{branch} {run.get('status') or ''} "
+                         f"{run.get('outcome') or ''}{fork}".rstrip())
+            walk(str(run.get("id")), depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines) or "no runs yet"

@@ -1,0 +1,79 @@
+"""The dashboard without a browser: binding rules, uploads, what the views show, the command."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from forgemind_dashboard.learn import GLOSSARY, explainer_html
+from forgemind_dashboard.security import check_bind, is_loopback, safe_name, store_upload
+from forgemind_dashboard.views import (
+    comparison_html,
+    events_log,
+    loss_frame,
+    pretrain_yaml,
+    run_tree_markdown,
+)
+from forgemind_hookspecs import UserError
+
+
+def test_loopback_needs_no_token_anything_else_does():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.3.2.1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "a-long-secret")
+    with pytest.raises(UserError, match="access token"):
+        check_bind("0.0.0.0", None)
+    with pytest.raises(UserError, match="at least 8"):
+        check_bind("0.0.0.0", "short")
+
+
+def test_forge_dashboard_refuses_a_public_host_without_a_token(tmp_path, monkeypatch):
+    from forgemind_core import Forge
+    from forgemind_core.cli import build_cli
+
+    monkeypatch.delenv("FORGEMIND_DASHBOARD_TOKEN", raising=False)
+    cli = build_cli(Forge(home=tmp_path))
+    result = CliRunner().invoke(cli, ["dashboard", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "give an access token" in result.output and "Traceback" not in result.output
+
+
+def test_uploads_stay_inside_the_home_whatever_their_name(tmp_path):
+    home = tmp_path / "home"
+    src = tmp_path / "incoming.jsonl"
+    src.write_text('{"prompt": "a", "completion": "b"}\n')
+    for name in ("../../evil.jsonl", "/etc/passwd", "..\\..\\evil.jsonl", "....//x.jsonl", "", ".bashrc"):
+        dest = store_upload(home, src, name, max_bytes=1000)
+        assert dest.is_relative_to((home / "uploads").resolve()), (name, dest)
+        assert dest.read_text() == src.read_text()
+    assert not (tmp_path / "evil.jsonl").exists() and not list(tmp_path.glob("*/evil.jsonl"))[:0]
+    assert safe_name("../../my data (1).csv") == "my_data_1_.csv"
+    with pytest.raises(UserError, match="more than"):
+        store_upload(home, src, "big.jsonl", max_bytes=10)
+
+
+def test_views_show_what_the_api_returns():
+    events = [{"time": 0, "kind": "metric", "payload": {"name": "train.loss", "value": 2.5, "step": 1}},
+              {"time": 0, "kind": "metric", "payload": {"name": "train.tokens_per_s", "value": 9.0, "step": 1}},
+              {"time": 0, "kind": "metric", "payload": {"name": "train.loss", "value": 1.5, "step": 2}}]
+    frame = loss_frame(events)
+    assert list(frame["loss"]) == [2.5, 1.5] and list(frame["step"]) == [1, 2]
+    assert "train.loss = 2.5000" in events_log(events) and "tokens_per_s" not in events_log(events)
+    assert "steps: 6" in pretrain_yaml("c.txt", "tiny", {"steps": 6}) and "--steps 6" in pretrain_yaml("c.txt", "tiny", {"steps": 6})
+    page = comparison_html({"checkpoints": ["a", "b"], "tiers": {"full": {"accuracy": {"a": 1.0, "b": 0.5},
+                                                                        "delta": {"b": -0.5}}},
+                            "counts": {"regression": 1},
+                            "cases": [{"status": "regression", "input": "<x>", "expected": "y",
+                                       "outputs": {"a": {"output": "y", "passed": True},
+                                                   "b": {"output": "z <b>", "passed": False,
+                                                         "diff": [["-", "y"], ["+", "z <b>"]]}}}]})
+    assert "&lt;x&gt;" in page and "<ins class=\"fm-add\">z &lt;b&gt;</ins>" in page and "-50.0 pts" in page
+    tree = run_tree_markdown([{"id": "r1", "status": "finished"},
+                              {"id": "r2", "parent_run": "r1", "parent_iteration": 2, "branch": "more-epochs"}])
+    assert tree.splitlines()[1].startswith("    - `r2` [more-epochs]") and "iteration 2" in tree
+
+
+def test_learn_mode_defines_the_terms_it_uses():
+    html = explainer_html("fine_tuning")
+    assert "{" not in html and html.count("<abbr") >= 5
+    assert GLOSSARY["batch size"] in html.replace("&#x27;", "'")
