@@ -18,12 +18,14 @@ PACKAGES = [
     "-e", "plugins/forgemind_duckdb_registry",
     "-e", "plugins/forgemind_hf[cuda]",
     "-e", "plugins/forgemind_openai",
+    "-e", "plugins/forgemind_dashboard",
     "-e", "plugins/forgemind_detoxify",
     "-e", ".",
 ]
 #: The plugin author guide's complete example (docs/plugins.md), installed like a third party's.
 EXAMPLE_PLUGIN = ["-e", "docs/example_plugin"]
-TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pexpect>=4.9", "bandit>=1.7", "psutil>=5", "evaluate>=0.4"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pexpect>=4.9", "bandit>=1.7", "psutil>=5", "evaluate>=0.4",
+             "playwright>=1.50"]
 
 
 def install_stack(session: nox.Session, *extra: str) -> None:
