@@ -19,11 +19,12 @@ SHAPE = {"layers": 2, "hidden": 64, "heads": 4, "ffn": 128, "vocab": 512, "seq":
 def dashboard(tmp_path_factory, chromium_path, free_port):
     import kernel_plugins
     from forgemind_dashboard.app import launch
+    from test_warden import TaintedPlugin
 
     from forgemind_core import Forge
 
     home = tmp_path_factory.mktemp("home")
-    forge = Forge(home=home, plugins=[kernel_plugins], blocked=["openai"])
+    forge = Forge(home=home, plugins=[kernel_plugins, TaintedPlugin()], blocked=["openai"])
     port = free_port
     demo = launch(forge, port=port, block=False, quiet=True, max_upload_bytes=2 * 1024 * 1024)
     yield forge, f"http://127.0.0.1:{port}/"
@@ -200,6 +201,29 @@ def test_walk_every_tab(dashboard, page, artifacts, tmp_path):
     _wait_text(page, "#ln-md", "ancestors", 30)
     assert "dataset" in page.locator("#ln-md").inner_text()
     _shot(page, artifacts, "4-runs-and-lineage")
+
+    # ---- Review: the Warden's queue, one item approved from the page ---------------------------
+    from test_warden import POLICY, _goal
+
+    review_goal = _goal(tmp_path / "review", policy=POLICY + "review: {sample: 0.35, pending: skip}\n",
+                        filters="filter: [{backend: safety}, {backend: rules}]\n")
+    review_goal.write_text(review_goal.read_text().replace("max_iterations: 3", "max_iterations: 1"))
+    forge.run(review_goal, run_id="q")  # a finished run that left items pending review
+    pending = forge.review_queue("q")
+    assert pending
+    _tab(page, "Review")
+    page.locator("#rv-refresh").click()
+    _wait_text(page, "#rv-msg", f"{len(pending)} pending item(s)", 30)
+    item = page.locator("#rv-item input").input_value()
+    assert item in {p["item_id"] for p in pending}
+    _fill(page, "rv-reviewer", "dashboard-tester")
+    _fill(page, "rv-reason", "looks fine")
+    page.locator("#rv-approve").click()
+    _wait_text(page, "#rv-msg", "approve", 30)
+    decided = {r["item_id"]: r for r in forge.review_queue("q", status="decided")}
+    assert decided[item]["action"] == "approve" and decided[item]["reviewer"] == "dashboard-tester"
+    assert len(forge.review_queue("q")) == len(pending) - 1
+    _shot(page, artifacts, "5-review")
 
     # ---- Playground: chat with two checkpoints side by side -------------------------------------
     _tab(page, "Playground")
