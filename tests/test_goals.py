@@ -124,7 +124,7 @@ def _write(tmp_path: Path, text: str | bytes, name: str = "goal.yaml") -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "pack").mkdir()
-    (tmp_path / "policy.yaml").write_text("rules: []\n")
+    (tmp_path / "policy.yaml").write_text("deny: []\n")  # a valid policy: its content is validated too
     return tmp_path
 
 

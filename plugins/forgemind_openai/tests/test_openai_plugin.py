@@ -56,7 +56,10 @@ def test_hook_forgemind_register_generators() -> None:
 
 def test_hook_forgemind_register_filters() -> None:
     found = collect_backends(make_plugin_manager([forgemind_openai]), "filters")
-    assert set(found) == {"llm_judge"} and found["llm_judge"].cls is LLMJudge
+    assert set(found) == {"llm_judge", "moderation"} and found["llm_judge"].cls is LLMJudge
+    from forgemind_openai.moderation import OpenAIModeration
+
+    assert found["moderation"].cls is OpenAIModeration
 
 
 def test_hook_forgemind_register_adversaries() -> None:
