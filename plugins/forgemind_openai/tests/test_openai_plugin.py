@@ -281,6 +281,16 @@ def test_second_identical_run_makes_zero_calls_and_key_never_stored(
     assert secret not in blob and "sk-another-key" not in blob
 
 
+def test_a_plan_far_larger_than_the_window_completes_from_the_cache(llm_server: FakeOpenAIServer,
+                                                                     stage_context: StageContext, pack: TaskPack) -> None:
+    # concurrency 2 = at most 4 calls started ahead; cache hits finish together in one loop turn
+    plan, ctx = GenerationPlan("openai", 30), ctx_for(stage_context, pack)
+    first = list(gen(llm_server, concurrency=2, examples_per_call=1).generate(plan, ctx))
+    second = list(gen(llm_server, concurrency=2, examples_per_call=1).generate(plan, ctx))
+    assert len(first) == 30 and sorted(e.id for e in second) == sorted(e.id for e in first)
+    assert llm_server.total_requests == 30
+
+
 def test_cache_journal_skips_a_torn_line_and_reads_the_older_layout(tmp_path: Path) -> None:
     first = ResponseCache(tmp_path)
     first.put("a" * 40, {"content": "one"})
