@@ -310,15 +310,14 @@ class _Run:
         )
         try:
             result = await self.engine.call(body)
-            made = 0
             if isinstance(result, Rejection):
                 if result.reason != "budget exhausted":
                     self._reject(c, t, result.key, result.reason)
             else:
-                made = self._accept(c, t, seed, result, labelled)
+                self._accept(c, t, seed, result, labelled)
         finally:
             self.in_flight[c] -= 1
-        # replace what this call failed to deliver (made < n), and refill the window
+        # replace what this call failed to deliver, and refill the window
         for category in self.templates:
             self._schedule(category)
 
