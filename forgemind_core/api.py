@@ -441,3 +441,19 @@ class Forge:
         from .exports import export_data
 
         return export_data(self, node_id, out, format=format)
+
+    def export(
+        self,
+        checkpoint: str,
+        target: str,
+        out: str | os.PathLike[str],
+        metadata: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Export a checkpoint as a bundle for ``target`` (``hf``, ``ollama``, ``gguf``: the
+        exporter backends installed) into ``out``: the model, ``forge.yaml`` and a model card.
+        ``metadata`` (author, license, version, tags, ...) overrides the goal's ``export``
+        section; ``options`` are the exporter's. Returns the bundle's main path and files."""
+        from .exports import export_bundle
+
+        return export_bundle(self, checkpoint, target, out, metadata=metadata or {}, options=options or {})

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from forgemind_hookspecs import ForgeError, UserError
+from forgemind_hookspecs import Checkpoint, ForgeError, UserError, from_dict
 
-__all__ = ["METADATA_KEYS", "export_data"]
+__all__ = ["METADATA_KEYS", "export_bundle", "export_data", "model_card"]
 
 #: What a user may set once per goal (``export:`` section) or per export (CLI / API).
 METADATA_KEYS: tuple[str, ...] = ("author", "license", "version", "tags", "language", "description", "name")
@@ -114,3 +116,209 @@ def _dataset_rows(registry: Any, dataset_id: str) -> list[dict[str, Any]]:
             "meta": json.dumps(data["meta"], ensure_ascii=False, sort_keys=True),
         })
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Model bundles: forge export CHECKPOINT --target hf|ollama|gguf --out DIR
+# --------------------------------------------------------------------------------------------
+
+
+def _metadata(goal: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The goal's ``export`` section overridden by what this export sets; tags add up."""
+    from_goal = dict(getattr(goal, "export", None) or {}) if goal is not None else {}
+    for source, data in (("the goal's export section", from_goal), ("the export", given)):
+        unknown = sorted(set(data) - set(METADATA_KEYS))
+        if unknown:
+            raise UserError(f"{source} has unknown key {unknown[0]!r}; known: {', '.join(METADATA_KEYS)}",
+                            field=f"export.{unknown[0]}")
+    meta = {**from_goal, **{k: v for k, v in given.items() if v not in (None, "", [], ())}}
+    tags = [*(from_goal.get("tags") or []), *(given.get("tags") or [])]
+    meta["tags"] = list(dict.fromkeys(str(t) for t in tags))
+    return meta
+
+
+def _yaml(data: Any) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    stream = io.StringIO()
+    yaml.dump(data, stream)
+    return stream.getvalue()
+
+
+def model_card(
+    checkpoint: Checkpoint,
+    *,
+    meta: Mapping[str, Any],
+    goal: Any,
+    run_id: str | None,
+    iteration: int | None,
+    reports: Sequence[Mapping[str, Any]],
+    lineage: Mapping[str, Any],
+    library_name: str,
+    target: str,
+) -> str:
+    """``README.md`` with Hugging Face model-card front matter and a body stating intended use,
+    evaluation, data sources and the lineage summary."""
+    name = str(meta.get("name") or (goal.name if goal is not None else checkpoint.id))
+    metric = goal.success.metric if goal is not None else "accuracy"
+    datasets = [d["id"] for d in lineage.get("datasets") or []]
+    task = goal.task if goal is not None else ""
+    front: dict[str, Any] = {
+        "license": str(meta.get("license") or "other"),
+        "library_name": library_name,
+        "pipeline_tag": "text-generation",
+        "base_model": checkpoint.base_model,
+        "tags": ["forgemind", *(f"forgemind-{goal.name}" for _ in [0] if goal is not None), *meta.get("tags", [])],
+        "datasets": [f"forgemind/{d}" for d in datasets],
+        "metrics": [metric],
+    }
+    if meta.get("language"):
+        front["language"] = meta["language"]
+    if reports:
+        front["model-index"] = [{
+            "name": name,
+            "results": [
+                {
+                    "task": {"type": "text-generation", "name": task or "text-generation"},
+                    "dataset": {"name": f"{goal.name if goal else name} {r['tier']} suite", "type": f"forgemind/{r['tier']}",
+                                "split": r["tier"]},
+                    "metrics": [{"type": metric, "value": round(float((r.get("metrics") or {}).get(metric, 0.0)), 4),
+                                 "name": f"{r['tier']} {metric}"}],
+                }
+                for r in reports
+            ],
+        }]
+    body = [f"# {name}", ""]
+    if meta.get("description"):
+        body += [str(meta["description"]), ""]
+    body += [
+        f"Made by [ForgeMind](https://github.com/forgemind) from checkpoint `{checkpoint.id}`"
+        + (f" (run `{run_id}`, iteration {iteration})" if run_id else "") + ".",
+        "",
+        "| | |", "|---|---|",
+        f"| author | {meta.get('author') or '-'} |",
+        f"| version | {meta.get('version') or '-'} |",
+        f"| licence | {front['license']} |",
+        f"| method | {checkpoint.method} ({checkpoint.kind}) |",
+        f"| base model | `{checkpoint.base_model}` |",
+        f"| bundle | `{target}` |",
+        "",
+        "## Intended use",
+        "",
+        (f"{task}." if task and not task.endswith(".") else task) or "See forge.yaml.",
+        "",
+    ]
+    if goal is not None:
+        s = goal.success
+        body += [
+            f"It was trained until {s.tier} {s.metric} >= {s.threshold:.0%} with canary >= {s.canary_min:.0%} and "
+            f"adversarial >= {s.adversarial_min:.0%} (or a limit stopped it). Use it for this task only: it was "
+            "neither trained nor evaluated for anything else.",
+            "",
+        ]
+    if reports:
+        body += ["## Evaluation", "", f"| tier | {metric} | cases | per category |", "|---|---|---|---|"]
+        for r in reports:
+            m = r.get("metrics") or {}
+            cats = ", ".join(f"{k} {float(v):.0%}" for k, v in sorted((m.get("per_category") or {}).items()))
+            body.append(f"| {r['tier']} | {float(m.get(metric, 0.0)):.1%} | {len(r.get('results') or [])} | {cats} |")
+        body.append("")
+    body += ["## Data sources", ""]
+    for d in lineage.get("datasets") or []:
+        body.append(f"- dataset `{d['id']}` ({d.get('n_examples')} examples, run `{d.get('run_id')}`, "
+                    f"iteration {d.get('iteration')})")
+        for s in (d.get("sources") or [])[:10]:
+            body.append(f"  - {s['examples']} from generator `{s.get('generator')}`"
+                        + (f", model `{s['model']}`" if s.get("model") else "")
+                        + (f", template `{s['prompt_template']}`" if s.get("prompt_template") else ""))
+    if not lineage.get("datasets"):
+        body.append("- no recorded dataset")
+    body += ["", "## Lineage", ""]
+    runs = lineage.get("runs") or []
+    body.append(f"- runs: {', '.join(f'`{r}`' for r in runs) or '-'}")
+    for c in lineage.get("checkpoints") or []:
+        body.append(f"- checkpoint `{c['id']}` ({c.get('stage')}, {c.get('method')}, {c.get('kind')}) "
+                    f"trained on `{c.get('dataset_id') or '-'}` from `{c.get('parent') or c.get('base_model')}`")
+    for p in lineage.get("promotions") or []:
+        body.append(f"- promoted to `{p['channel']}` as version {p['version']}")
+    body += ["", "`forge lineage " + checkpoint.id + "` shows the whole tree (every example's generator, "
+             "model and template).", "", "## Reproduce", "",
+             "```bash", "forge run forge.yaml", "```", "",
+             "`forge.yaml` is the goal with the recorded plans pinned (the `replay` planner).", ""]
+    return "---\n" + _yaml(front) + "---\n\n" + "\n".join(body)
+
+
+def export_bundle(
+    forge: Any,
+    checkpoint_id: str,
+    target: str,
+    out: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write the bundle of ``target`` for a recorded checkpoint into ``out`` (new or empty).
+
+    The bundle is built in a temporary sibling folder and renamed into place, so a crash never
+    leaves half a bundle under ``out``.
+    """
+    from .forks import config_yaml, goal_of
+
+    registry = forge.registry()
+    record = registry.checkpoint(checkpoint_id)
+    if record is None:
+        raise UserError(f"no checkpoint has the id {checkpoint_id!r} in {forge.home}", field="checkpoint")
+    checkpoint = from_dict(Checkpoint, record["checkpoint"])
+    run_id, iteration = record.get("run_id"), record.get("iteration") or None
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists and is not an empty folder; choose another --out", field="out")
+    exporter = forge.backend("exporters", target, options, field="target")
+    goal = None
+    try:
+        goal = goal_of(Path(forge.home), run_id) if run_id else None
+    except UserError:
+        goal = None
+    meta = _metadata(goal, metadata)
+    if goal is not None:
+        meta.setdefault("name", goal.name)
+        runner = goal.evaluate.runner.options
+        meta["generation"] = {"temperature": float(runner.get("temperature", 0.0) or 0.0),
+                              "max_new_tokens": int(runner.get("max_new_tokens", 64))}
+        pack = forge.load_pack(goal)
+        if pack is not None:
+            meta["prompt_format"] = pack.prompt_format
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        ctx = forge.context(run_id=run_id or "export", stage="export")
+        main = Path(exporter.export(checkpoint, tmp, meta, ctx))
+        if goal is not None and run_id:
+            (tmp / "forge.yaml").write_text(config_yaml(Path(forge.home), run_id, iteration), encoding="utf-8")
+        library = "peft" if (tmp / "adapter_config.json").is_file() else "transformers"
+        if target == "gguf":
+            library = "gguf"
+        card = model_card(checkpoint, meta=meta, goal=goal, run_id=run_id, iteration=iteration,
+                          reports=registry.eval_reports(checkpoint.id), lineage=registry.lineage(checkpoint.id),
+                          library_name=library, target=target)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        (tmp / "forgemind-export.json").write_text(json.dumps({
+            "checkpoint": checkpoint.id, "run_id": run_id, "iteration": iteration, "target": target,
+            "options": dict(options), "metadata": meta, "exported": time.time(),
+        }, indent=1, sort_keys=True, default=str), encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    main = out / main.relative_to(tmp) if main.is_relative_to(tmp) else main
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    return {"checkpoint_id": checkpoint.id, "target": target, "path": str(main), "out": str(out), "files": files}

@@ -1049,6 +1049,8 @@ def _goal_dict(goal: Goal) -> dict[str, Any]:
     if goal.review.policy is not None:
         review_head["policy"] = goal.review.policy
     data["review"] = _flat(goal.review, ("backend", "policy"), review_head)
+    if goal.export:
+        data["export"] = _plain_value(goal.export)
     return data
 
 

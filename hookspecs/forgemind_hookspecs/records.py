@@ -161,7 +161,8 @@ class Goal:
     """A goal: the task, the success criterion, the limits and one section per pillar.
 
     ``pack`` is the task-pack folder (resolved against the goal file's folder on load);
-    ``source`` is the goal file's path (set by the loader, not written by users).
+    ``source`` is the goal file's path (set by the loader, not written by users);
+    ``export`` is model-card metadata for ``forge export`` (author, license, version, tags, ...).
     """
 
     name: str
@@ -179,6 +180,7 @@ class Goal:
     review: ReviewSection = ReviewSection()
     seed: int = 0
     source: str | None = None
+    export: Mapping[str, Any] = Factory(_frozen_dict)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,15 +14,20 @@ from forgemind_hookspecs import hookimpl
 from forgemind_hookspecs.backends import StageContext, TrainRequest
 from forgemind_hookspecs.records import Checkpoint, Estimate, PretrainSpec
 
+from .export import GGUFExporter, HFExporter, OllamaExporter, forgemind_register_exporters
 from .options import PRESETS, RunnerOptions, TrainerOptions, merge_options
 
 __all__ = [
     "PRESETS",
+    "GGUFExporter",
+    "HFExporter",
+    "OllamaExporter",
     "HFRunner",
     "HFTrainer",
     "RunnerOptions",
     "TrainerOptions",
     "forgemind_register_commands",
+    "forgemind_register_exporters",
     "forgemind_register_runners",
     "forgemind_register_trainers",
 ]
