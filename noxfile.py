@@ -37,6 +37,10 @@ def install_stack(session: nox.Session, *extra: str) -> None:
 def tests(session: nox.Session) -> None:
     """The whole test suite (kernel, contract, every plugin), on CPU."""
     install_stack(session, *EXAMPLE_PLUGIN, *TEST_DEPS)
+    # llama.cpp checks that a GGUF export generates the HF model's greedy tokens (tests/test_export.py).
+    # No wheel exists: the sdist compiles (~6 min on 2 cores, once per reused venv). A machine without
+    # cmake or a C++ compiler skips that check with its reason instead of failing the session.
+    session.run("python", "-m", "pip", "install", "llama-cpp-python>=0.3", "diskcache>=5", success_codes=[0, 1])
     session.run("pytest", *session.posargs, env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
 
 
