@@ -246,7 +246,7 @@ def test_every_problem_is_reported_in_line_order(tmp_path: Path) -> None:
         f"{path}:8: generate[1].backend: required: name the generator to use",
         f"{path}:9: seed: expected an integer, got 'x'",
         f"{path}:10: colour: unknown key; allowed keys: name, task, success, limits, pack, pretrain, "
-        "generate, filter, train, evaluate, planner, executor, review, seed",
+        "generate, filter, train, evaluate, planner, executor, review, seed, export",
     ]
     with pytest.raises(ConfigError) as raised:
         load_goal(path)
