@@ -362,7 +362,7 @@ def runs_tree(registry: Any) -> list[dict[str, Any]]:
         "status, outcome, started, stable_checkpoint FROM runs ORDER BY started NULLS LAST, id"
     )
     nodes = {row["id"]: {**row, "children": []} for row in rows}
-    roots = []
+    roots: list[dict[str, Any]] = []
     for row in rows:
         node = nodes[row["id"]]
         parent = nodes.get(row["parent_run"] or "")
