@@ -174,10 +174,40 @@ def _discard(kind: str, payload: Mapping[str, Any]) -> None:
     return None
 
 
-def _null_logger() -> Any:
-    import logging
+class _StdlibLog:
+    """``StageContext.log`` when the kernel hands none (plugin tests): structlog's call shape,
+    ``log.warning("event", key=value)``, over the standard library's ``forgemind`` logger, which
+    would otherwise raise ``TypeError`` on the keywords at any enabled level."""
 
-    return logging.getLogger("forgemind")
+    def __init__(self, name: str = "forgemind", **context: Any) -> None:
+        import logging
+
+        self._logger = logging.getLogger(name)
+        self._context = context
+
+    def bind(self, **context: Any) -> _StdlibLog:
+        return _StdlibLog(self._logger.name, **{**self._context, **context})
+
+    def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            pairs = " ".join(f"{k}={v!r}" for k, v in {**self._context, **fields}.items())
+            self._logger.log(level, f"{event} {pairs}" if pairs else event)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(10, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(20, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(30, event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log(40, event, fields)
+
+
+def _null_logger() -> Any:
+    return _StdlibLog()
 
 
 @define
