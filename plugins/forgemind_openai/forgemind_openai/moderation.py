@@ -30,6 +30,20 @@ def _thresholds() -> dict[str, float]:
     return {}
 
 
+def _results(body: Any, n: int) -> list[dict[str, Any]]:
+    """The ``results`` of a moderation answer: ``n`` objects whose ``category_scores`` and
+    ``categories``, where given, are objects; anything else is a ``ValueError`` (a failed batch)."""
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list) or not all(
+        isinstance(r, dict) and all(isinstance(r.get(k) or {}, dict) for k in ("category_scores", "categories"))
+        for r in results
+    ):
+        raise ValueError(f"the answer is not a moderation result: {str(body)[:80]!r}")
+    if len(results) != n:
+        raise ValueError(f"the server answered {len(results)} results for {n} inputs")
+    return results
+
+
 class OpenAIModeration:
     """Drop examples the moderation endpoint scores at or above the policy's thresholds."""
 
@@ -58,6 +72,7 @@ class OpenAIModeration:
     def __init__(self, options: OpenAIModeration.Options | None = None) -> None:
         self.options = options or self.Options()
         self._client: Any = None
+        self._key: str | None = None
 
     def _api_key(self) -> str:
         key = os.environ.get(self.options.api_key_env)
@@ -75,7 +90,8 @@ class OpenAIModeration:
         if self._client is None:
             import openai
 
-            self._client = openai.OpenAI(api_key=self._api_key(), base_url=self.options.base_url,
+            self._key = self._api_key()
+            self._client = openai.OpenAI(api_key=self._key, base_url=self.options.base_url,
                                          max_retries=self.options.max_retries, timeout=self.options.timeout_s)
         return self._client
 
@@ -84,13 +100,14 @@ class OpenAIModeration:
         out: list[dict[str, Any]] = []
         size = max(1, self.options.batch_size)
         for start in range(0, len(texts), size):
-            raw = self.client().moderations.with_raw_response.create(
-                model=self.options.model, input=list(texts[start:start + size]))
-            results = raw.http_response.json().get("results") or []
-            if len(results) != len(texts[start:start + size]):
-                raise ValueError(f"the server answered {len(results)} results for {len(texts[start:start + size])} inputs")
-            out.extend(results)
+            batch = list(texts[start:start + size])
+            raw = self.client().moderations.with_raw_response.create(model=self.options.model, input=batch)
+            out.extend(_results(raw.http_response.json(), len(batch)))
         return out
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the API key (a server may echo a wrong key in its error message)."""
+        return text.replace(self._key, "<api key>") if self._key and len(self._key) >= 4 else text
 
     def filter(self, examples: Sequence[Example], ctx: StageContext) -> list[Verdict]:
         import openai
@@ -108,7 +125,7 @@ class OpenAIModeration:
             except (openai.OpenAIError, ValueError) as error:
                 errors += 1
                 keep = self.options.on_error == "keep"
-                reason = f"moderation failed: {type(error).__name__}: {str(error)[:160]}"
+                reason = f"moderation failed: {type(error).__name__}: {self._redact(str(error))[:160]}"
                 verdicts.extend(Verdict(e.id, self.name, keep, rule="moderation_error", reason=reason) for e in batch)
                 continue
             for example, result in zip(batch, results, strict=True):

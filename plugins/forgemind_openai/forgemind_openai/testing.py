@@ -14,13 +14,14 @@ Answers come from a *script*:
 - by default, an answer built from the request's ``response_format`` JSON schema, so any
   structured-output caller gets a schema-valid answer that differs per request.
 
-Faults are injected with :meth:`FakeOpenAIServer.inject` (consumed by the next requests, in
-order) or returned by the script: HTTP 429 with ``Retry-After``, 500, a timeout (the server
-never answers), a truncated body, a non-JSON body. ``latency_s`` delays every answer.
+Faults are injected with :meth:`FakeOpenAIServer.inject` (consumed by the next requests to a
+route - chat completions by default, or moderations - in order) or returned by the script: HTTP
+429 with ``Retry-After``, 500, a timeout (the server never answers), a truncated body, a non-JSON
+body, any JSON body. ``latency_s`` delays every chat answer.
 
 Every request is counted by the hash of its JSON body (:attr:`requests_by_hash`) and every
 answer actually sent by :attr:`answered_by_hash`, so a test can prove that no call was paid
-twice. Only the standard library is used. Its CPU per call (about 0.3 ms, threaded
+twice; :attr:`api_keys` counts the bearer tokens requests carried. Only the standard library is used. Its CPU per call (about 0.3 ms, threaded
 ``http.server``) is a fraction of the client's, so in its own process it is not what limits
 ``benchmarks/generation_bench.py``.
 """
@@ -51,7 +52,8 @@ __all__ = [
     "serve",
 ]
 
-FaultKind = Literal["429", "500", "timeout", "truncated", "non_json", "status"]
+FaultKind = Literal["429", "500", "timeout", "truncated", "non_json", "status", "json"]
+Route = Literal["chat", "moderations"]
 
 
 @frozen
@@ -61,13 +63,17 @@ class Fault:
     :ivar kind: ``429`` (with ``Retry-After: retry_after``), ``500``, ``timeout`` (hold the
         connection without answering for ``hold_s`` seconds, then close it), ``truncated`` (a
         200 whose body stops halfway), ``non_json`` (a 200 whose body is HTML), ``status``
-        (any ``status`` code with a JSON error body).
+        (any ``status`` code with a JSON error body whose message is ``message``, where
+        ``{api_key}`` stands for the request's bearer token, as servers that echo a wrong key
+        do), ``json`` (a 200 whose body is ``body``, any JSON value).
     """
 
     kind: FaultKind
     retry_after: float | None = None
     hold_s: float = 5.0
     status: int = 400
+    message: str | None = None
+    body: Any = None
 
 
 Script = Callable[[dict[str, Any]], "str | Fault"] | Mapping[str, Sequence["str | Fault"]] | None
@@ -141,9 +147,10 @@ class FakeOpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.requests_by_hash: Counter[str] = Counter()
         self.answered_by_hash: Counter[str] = Counter()
+        self.api_keys: Counter[str] = Counter()
         self.hold = threading.Event()  # while set, new chat requests wait (see hold_requests)
         self.hold.set()
-        self._faults: list[Fault] = []
+        self._faults: dict[str, list[Fault]] = {"chat": [], "moderations": []}
         self._canned_index: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -185,10 +192,11 @@ class FakeOpenAIServer:
 
     # -- control --------------------------------------------------------------------------
 
-    def inject(self, *faults: Fault) -> None:
-        """Queue faults: the next ``len(faults)`` chat requests get them, in order."""
+    def inject(self, *faults: Fault, route: Route = "chat") -> None:
+        """Queue faults: the next ``len(faults)`` requests to ``route`` (``chat`` completions or
+        ``moderations``) get them, in order."""
         with self._lock:
-            self._faults.extend(faults)
+            self._faults[route].extend(faults)
 
     @property
     def total_requests(self) -> int:
@@ -196,9 +204,10 @@ class FakeOpenAIServer:
 
     # -- answering ------------------------------------------------------------------------
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, route: Route = "chat") -> Fault | None:
         with self._lock:
-            return self._faults.pop(0) if self._faults else None
+            queue = self._faults[route]
+            return queue.pop(0) if queue else None
 
     def _content(self, body: dict[str, Any], key: str) -> str | Fault:
         script = self.script
@@ -288,7 +297,11 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             elif fault.kind == "500":
                 self._send_json(500, {"error": {"message": "boom", "type": "server_error"}})
             elif fault.kind == "status":
-                self._send_json(fault.status, {"error": {"message": f"status {fault.status}"}})
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                message = (fault.message or "status {status}").format(status=fault.status, api_key=token)
+                self._send_json(fault.status, {"error": {"message": message}})
+            elif fault.kind == "json":
+                self._send_json(200, fault.body)
             elif fault.kind == "timeout":
                 server._stopping.wait(fault.hold_s)
                 self.close_connection = True
@@ -320,10 +333,16 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 return
             key = request_hash(body)
             path = self.path.rstrip("/")
+            with server._lock:
+                server.api_keys[self.headers.get("Authorization", "").removeprefix("Bearer ")] += 1
             if path.endswith("/moderations"):
                 with server._lock:
                     server.requests.append(body)
                     server.requests_by_hash[key] += 1
+                fault = server._next_fault("moderations")
+                if fault is not None:
+                    self._fault(fault, key)
+                    return
                 self._send_json(200, server._moderation(body))
                 with server._lock:
                     server.answered_by_hash[key] += 1
