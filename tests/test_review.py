@@ -104,6 +104,10 @@ def test_non_interactive_review_and_jsonl_round_trip(queued, tmp_path):
     result = runner.invoke(cli, ["review", "--import", str(bad)])
     assert result.exit_code == 2 and f"{bad}:2: decision.action: expected one of" in result.output
     assert len(queued.review_queue("q")) == 3  # nothing of the bad file was recorded
+    bad.write_text(json.dumps(lines[0]) + "\n{not json\n")
+    result = runner.invoke(cli, ["review", "--import", str(bad)])
+    assert result.exit_code == 2 and f"{bad}:2: not JSON (Expecting property name" in result.output
+    assert len(queued.review_queue("q")) == 3
     out.write_text("".join(json.dumps(line) + "\n" for line in lines))
     result = runner.invoke(cli, ["review", "--import", str(out), "--reviewer", "eve"])
     assert result.exit_code == 0, result.output

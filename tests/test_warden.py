@@ -184,6 +184,7 @@ def test_the_quickstart_policy_loads_and_keeps_every_python_security_template_ex
         ("```python\nimport ast\nvalue = ast.literal_eval(text)\n```", "ok"),
         ("```python\nmodel.eval()\n```", "ok"),
         ("```python\nif x\n    pass\n```", "code:parse_error"),
+        ("```python\nx = 1\x00\n```", "code:parse_error"),  # null byte: an error without a line
         ("```bash\nrm -rf / && eval $x\n```", "ok"),  # not Python: not parsed
         ("use eval() only on trusted input", "ok"),  # prose, no code block
         ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "pii:api_key"),

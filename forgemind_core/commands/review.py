@@ -25,8 +25,8 @@ _KEYS = {"a": "approve", "r": "reject", "e": "edit", "s": "skip", "q": "quit"}
 
 
 def _short(text: Any, limit: int = 60) -> str:
-    text = str(text or "").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    flat = str(text or "").replace("\n", " ")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _print_queue(rows: list[dict[str, Any]]) -> None:

@@ -240,7 +240,7 @@ def import_decisions(forge: Any, path: str | os.PathLike[str], *, reviewer: str 
             continue
         try:
             data = json.loads(line)
-        except ValueError as error:
+        except json.JSONDecodeError as error:
             raise DataError(f"not JSON ({error.msg})", file=display, line=number) from None
         if not isinstance(data, dict):
             raise DataError("expected a JSON object", file=display, line=number)

@@ -239,7 +239,8 @@ class SafetyFilter:
                     tree = ast.parse(block)
                 except (SyntaxError, ValueError) as error:  # ValueError: null bytes
                     if code.parse_errors:
-                        where = f" (line {error.lineno})" if getattr(error, "lineno", None) else ""
+                        line = getattr(error, "lineno", None)  # SyntaxError has it, ValueError not
+                        where = f" (line {line})" if line else ""
                         return Verdict(example.id, self.name, False, rule="code:parse_error", score=1.0,
                                        reason=f"code does not parse{where}: {getattr(error, 'msg', error)}")
                     continue
