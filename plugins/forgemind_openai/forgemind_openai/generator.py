@@ -240,6 +240,7 @@ class _Run:
         self._error: BaseException | None = None
         host = urlparse(self.opts.base_url).netloc if self.opts.base_url else "api.openai.com"
         self.provider = host
+        self.prompt_sha = content_hash(self.opts.prompt + (self.opts.system_prompt or ""), length=12)
         self.progress = ctx.progress(f"generate {self.opts.label or self.opts.model}", total=plan.count)
 
     # -- scheduling -----------------------------------------------------------------------
@@ -372,7 +373,7 @@ class _Run:
                     "request": result.key,
                     "provider": self.provider,
                     "generator_label": self.opts.label or self.opts.model,
-                    "prompt_sha": content_hash(self.opts.prompt + (self.opts.system_prompt or ""), length=12),
+                    "prompt_sha": self.prompt_sha,
                 },
             )
             self.wanted[c] -= 1
