@@ -403,7 +403,7 @@ class LLMEngine:
         if self.budget_exhausted:
             return Rejection(key, "budget exhausted")
         tokens, worst = self.worst_case_usd(body)
-        assert self._sem is not None and self._limiter is not None, "engine not opened"
+        assert self._sem is not None and self._limiter is not None and self._settled is not None, "engine not opened"
         async with self._sem:
             if self.budget_exhausted:
                 return Rejection(key, "budget exhausted")
