@@ -326,3 +326,24 @@ def test_a_promotion_that_needs_approval_waits_for_forge_approve(tmp_path, warde
     assert warden_forge.status("gate")["approval"]["reviewer"] == "carol"
     again = CliRunner().invoke(cli, ["approve", checkpoint])
     assert again.exit_code == 2 and "already approved by carol" in again.output
+
+
+def test_every_pii_needle_is_in_every_match_of_its_pattern():
+    """The safety filter skips a built-in pattern on a text holding none of its needles; that is
+    only sound if every match holds one (checked on a match of each pattern, mixed case too)."""
+    import re
+
+    from forgemind_core.warden.safety import _NEEDLES, PII_PATTERNS
+
+    samples = ["bob.smith@corp-mail.com", "key AKIAIOSFODNN7EXAMPLE", "ghp_" + "a" * 36, "github_pat_" + "b" * 40,
+               "sk-proj-" + "c" * 24, "xoxb-1234567890-abc", "AIza" + "d" * 35, "rk_live_" + "e" * 16,
+               "eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSMeKKF2QT4f", 'API_KEY = "abcdefghijklmnop1234"',
+               'Access-Token: "abcdefghijklmnop1234"', "AUTHORIZATION: Bearer abcdefghijklmnop0123",
+               "-----BEGIN RSA PRIVATE KEY-----"]
+    assert set(_NEEDLES) <= {p for patterns in PII_PATTERNS.values() for p in patterns}
+    for pattern, needles in _NEEDLES.items():
+        compiled = re.compile(pattern)
+        hits = [m.group(0) for text in samples for m in compiled.finditer(text)]
+        assert hits, pattern
+        fold = bool(compiled.flags & re.IGNORECASE)
+        assert all(any(n in (h.lower() if fold else h) for n in needles) for h in hits), pattern

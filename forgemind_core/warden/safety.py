@@ -67,6 +67,26 @@ PII_PATTERNS: dict[str, tuple[str, ...]] = {
     "private_key": (r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",),
 }
 
+#: For built-in patterns, substrings one of which every match contains (for ``(?i)`` patterns: in
+#: lower case, looked for in the lower-cased text). A text holding none is not searched with that
+#: pattern: most texts hold none, and ``in`` costs a fraction of a regex search. The verdict is the
+#: same either way (tests/test_warden.py checks each needle against the pattern's matches). A
+#: pattern not listed (phone, the policy's own) is always searched.
+_NEEDLES: dict[str, tuple[str, ...]] = {
+    PII_PATTERNS["email"][0]: ("@",),
+    PII_PATTERNS["api_key"][0]: ("AKIA",),
+    PII_PATTERNS["api_key"][1]: ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    PII_PATTERNS["api_key"][2]: ("github_pat_",),
+    PII_PATTERNS["api_key"][3]: ("sk-",),
+    PII_PATTERNS["api_key"][4]: ("xox",),
+    PII_PATTERNS["api_key"][5]: ("AIza",),
+    PII_PATTERNS["api_key"][6]: ("k_live_",),
+    PII_PATTERNS["api_key"][7]: ("eyJ",),
+    PII_PATTERNS["api_key"][8]: ("key", "token", "bearer"),
+    PII_PATTERNS["api_key"][9]: ("authorization",),
+    PII_PATTERNS["private_key"][0]: ("-----BEGIN",),
+}
+
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.S)
 _PY_FENCES = {"", "python", "py", "python3", "py3", "pycon"}
 
@@ -142,7 +162,7 @@ def _mask(text: str) -> str:
 @frozen
 class _Compiled:
     deny: tuple[tuple[str, re.Pattern[str], str], ...]
-    pii: tuple[tuple[str, re.Pattern[str]], ...]
+    pii: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...]  # (kind, pattern, needles)
     allow: tuple[re.Pattern[str], ...]
 
 
@@ -165,11 +185,11 @@ def _compile_now(policy: Policy) -> _Compiled:
     deny = tuple(
         (rule.name or f"deny[{i}]", re.compile(rule.pattern), rule.reason) for i, rule in enumerate(policy.deny)
     )
-    pii: list[tuple[str, re.Pattern[str]]] = []
+    pii: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = []
     for kind, patterns in PII_PATTERNS.items():
         if getattr(policy.pii, kind):
-            pii.extend((kind, re.compile(p)) for p in patterns)
-    pii.extend((name, re.compile(p)) for name, p in policy.pii.patterns.items())
+            pii.extend((kind, re.compile(p), _NEEDLES.get(p, ())) for p in patterns)
+    pii.extend((name, re.compile(p), ()) for name, p in policy.pii.patterns.items())
     return _Compiled(deny, tuple(pii), tuple(re.compile(p) for p in policy.pii.allow))
 
 
@@ -215,8 +235,16 @@ class SafetyFilter:
                         reason = why or f"matches the deny rule {name!r} ({match.group(0)[:40]!r})"
                         return Verdict(example.id, self.name, False, rule=f"deny:{name}", score=1.0, reason=reason)
         if self.options.pii:
-            for kind, pattern in compiled.pii:
-                for text in texts:
+            lowered = [text.lower() for text in texts]
+            for kind, pattern, needles in compiled.pii:
+                haystacks = lowered if pattern.flags & re.IGNORECASE else texts
+                for text, hay in zip(texts, haystacks, strict=True):
+                    if needles:
+                        for needle in needles:
+                            if needle in hay:
+                                break
+                        else:
+                            continue
                     for match in pattern.finditer(text):
                         found = match.group(0)
                         if kind == "phone" and not 9 <= sum(c.isdigit() for c in found) <= 15:
