@@ -59,6 +59,10 @@ __all__ = ["STAGES", "Loop", "NullReporter", "read_status", "run_dir"]
 
 #: The stages of one iteration, in order.
 STAGES: tuple[str, ...] = ("plan", "generate", "filter", "dataset", "estimate", "train", "evaluate", "decide")
+#: The stages an iteration may record, in order, for status and summaries: STAGES plus the
+#: Warden's ``review``, which runs only for a goal with a policy (so it stays out of STAGES, the
+#: stages every iteration has, which forks and the loop's tests rely on).
+RECORDED_STAGES: tuple[str, ...] = (*STAGES[:3], "review", *STAGES[3:])
 
 _BATCH = 256
 
@@ -842,7 +846,7 @@ class Loop:
             loss_curve=tuple(_loss_values(checkpoint.manifest.get("loss_curve") or [])) if checkpoint else (),
             scores=scores,
             cost_usd=cost,
-            seconds=sum(float((_read_json(folder / f"{s}.json") or {}).get("seconds", 0.0)) for s in STAGES),
+            seconds=sum(float((_read_json(folder / f"{s}.json") or {}).get("seconds", 0.0)) for s in RECORDED_STAGES),
             decision=from_dict(Decision, dec["decision"]) if dec else None,
         )
 
@@ -933,7 +937,7 @@ def read_status(home: Path, run_id: str) -> dict[str, Any]:
     iterations = []
     n = 1
     while folder.joinpath(f"iter-{n}").exists():
-        done = [s for s in STAGES if (folder / f"iter-{n}" / f"{s}.json").exists()]
+        done = [s for s in RECORDED_STAGES if (folder / f"iter-{n}" / f"{s}.json").exists()]
         ev = _read_json(folder / f"iter-{n}" / "evaluate.json") or {}
         iterations.append({"iteration": n, "stages_done": done, "scores": ev.get("scores", {})})
         n += 1

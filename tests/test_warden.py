@@ -297,6 +297,9 @@ def test_pending_skip_leaves_undecided_examples_out_and_in_the_queue(tmp_path, w
     assert data["dropped_by_reason"]["review.pending"] == len(pending)
     dataset = warden_forge.registry().lineage(data["dataset_id"])["datasets"][0]
     assert not {r["subject_id"] for r in pending} & {e.id for e in read_snapshot(dataset["path"])}
+    # the review stage shows in status, in its place (runs without a policy have none)
+    stages = warden_forge.status("skip")["iterations"][0]["stages_done"]
+    assert stages[:5] == ["plan", "generate", "filter", "review", "dataset"]
 
 
 # --- approval gate -----------------------------------------------------------------------------
