@@ -194,6 +194,7 @@ def test_gguf_file_reads_back_and_matches_the_hf_model(stable, tmp_path):
             if token == tokenizer.eos_token_id or len(ours) == len(hf_new):
                 break
         assert ours == hf_new, prompt
+    llm.close()  # freed now, not by a destructor at interpreter exit
 
 
 def test_ollama_bundles(stable, tmp_path):
