@@ -103,10 +103,7 @@ def last_iteration(folder: Path) -> int:
 def _goal_dict(goal: Goal) -> dict[str, Any]:
     from .goals import _goal_dict as flat_goal
 
-    data = flat_goal(goal)
-    if goal.evaluate.adversary != BackendChoice("perturb"):  # not written by goals._goal_dict
-        data["evaluate"]["adversary"] = {"backend": goal.evaluate.adversary.backend, **goal.evaluate.adversary.options}
-    return data
+    return flat_goal(goal)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -160,11 +157,7 @@ def config_yaml(home: Path, run_id: str, iteration: int | None = None) -> str:
         head.append(f"# forked from {parent['run_id']} at iteration {parent.get('iteration')}")
     if iteration:
         head.append("# the recorded plans are pinned with the replay planner")
-    text = goal_to_yaml(goal)
-    if goal.evaluate.adversary != BackendChoice("perturb"):
-        data = _goal_dict(goal)
-        text = text.rstrip("\n") + "\n# evaluate.adversary: " + json.dumps(data["evaluate"]["adversary"]) + "\n"
-    return "\n".join(head) + "\n" + text
+    return "\n".join(head) + "\n" + goal_to_yaml(goal)
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,12 +220,8 @@ def apply_overrides(goal: Goal, overrides: Mapping[str, Any], catalogue: Any = N
     data = json.loads(json.dumps(before, default=str))
     for key, value in overrides.items():
         _set_path(data, key, value)
-    adversary = data.get("evaluate", {}).pop("adversary", None)
     # JSON is YAML: the whole goal on one line, so a problem reads "--set:1: train.epochs: ..."
     new = parse_goal(json.dumps(data), source="--set", catalogue=catalogue)
-    if adversary is not None:
-        options = {k: v for k, v in adversary.items() if k != "backend"}
-        new = evolve(new, evaluate=evolve(new.evaluate, adversary=BackendChoice(adversary.get("backend", "perturb"), options)))
     new = evolve(new, source=goal.source)
     old_flat, new_flat = flatten(before), flatten(_goal_dict(new))
     changed = sorted(k for k in old_flat.keys() | new_flat.keys() if old_flat.get(k) != new_flat.get(k))

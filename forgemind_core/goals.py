@@ -562,19 +562,20 @@ def _shape(data: dict[str, Any], problems: _Problems) -> tuple[dict[str, Any], l
             out.pop("evaluate")
         else:
             shaped_eval = dict(section)
-            if "runner" in section:
-                runner = _shape_choice(
-                    section["runner"],
-                    ("evaluate", "runner"),
-                    "runners",
-                    problems,
-                    sites,
-                    default_backend=_default_backend(EvaluateSection, "runner"),
-                )
-                if runner is None:
-                    shaped_eval.pop("runner")
-                else:
-                    shaped_eval["runner"] = runner
+            for key, pillar in (("runner", "runners"), ("adversary", "adversaries")):
+                if key in section:
+                    choice = _shape_choice(
+                        section[key],
+                        ("evaluate", key),
+                        pillar,
+                        problems,
+                        sites,
+                        default_backend=_default_backend(EvaluateSection, key),
+                    )
+                    if choice is None:
+                        shaped_eval.pop(key)
+                    else:
+                        shaped_eval[key] = choice
             if "scorers" in section:
                 scorers = _shape_list(section["scorers"], ("evaluate", "scorers"), "scorers", problems, sites)
                 if scorers is None:
@@ -1040,6 +1041,7 @@ def _goal_dict(goal: Goal) -> dict[str, Any]:
         "runner": _flat(goal.evaluate.runner, ("backend",), {"backend": goal.evaluate.runner.backend}),
         "scorers": [_flat(s, ("backend",), {"backend": s.backend}) for s in goal.evaluate.scorers],
         "adversarial_per_iteration": goal.evaluate.adversarial_per_iteration,
+        "adversary": _flat(goal.evaluate.adversary, ("backend",), {"backend": goal.evaluate.adversary.backend}),
     }
     data["planner"] = _flat(goal.planner, ("backend",), {"backend": goal.planner.backend})
     data["executor"] = _flat(goal.executor, ("backend",), {"backend": goal.executor.backend})

@@ -135,3 +135,12 @@ def test_cli_tree_diff_and_show_config(forge, parent):
     assert result.exit_code == 0 and "train.epochs" in result.output
     result = runner.invoke(cli, ["show", "child", "--config"])
     assert result.exit_code == 0 and "epochs: 3" in result.output and "forked from parent" in result.output
+
+
+def test_a_custom_adversary_survives_fork_show_config_and_diff(forge, parent, tmp_path):
+    forge.fork("parent", overrides={"evaluate.adversary.rounds": 3}, new_run_id="adv", run=False)
+    text = forge.config("adv")
+    assert "# evaluate.adversary" not in text  # written as a setting, not as a comment
+    again = forge.load_goal(_write(tmp_path / "adv.yaml", text))
+    assert again.evaluate.adversary.backend == "perturb" and dict(again.evaluate.adversary.options) == {"rounds": 3}
+    assert forge.diff("parent", "adv")["config"] == [{"key": "evaluate.adversary.rounds", "a": None, "b": 3}]

@@ -71,6 +71,7 @@ def _catalogue() -> dict[str, dict[str, BackendInfo]]:
         "planners": [("default", NoOptions)],
         "executors": [("local", NoOptions)],
         "reviewers": [("cli", NoOptions)],
+        "adversaries": [("perturb", NoOptions)],
     }
     return {
         pillar: {
@@ -552,3 +553,97 @@ def test_validate_data_files_row_by_row(tmp_path: Path) -> None:
     assert (result.exit_code, result.stdout) == (0, "ok\n")
     result = _invoke("--data", str(rows), "--format", "csv")
     assert result.exit_code == 2 and "no column 'prompt'" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Every Goal field survives goal_to_yaml: a value other than its default is made for each field
+# from its type, so a field added to Goal (or to a section) is covered without editing this
+# test, and a type it cannot make a value for fails here instead of being skipped.
+# --------------------------------------------------------------------------------------------
+
+
+def _other_value(tp: Any, default: Any, where: str, root: Path) -> Any:
+    """A value of type ``tp`` that differs from ``default``, valid in a goal file."""
+    import typing
+    from collections.abc import Mapping as MappingABC
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if where == "source":
+        return str(root / "goal.yaml")
+    if where == "pack":
+        (root / "pack").mkdir(exist_ok=True)
+        return str((root / "pack").resolve())
+    if where == "review.policy":
+        (root / "policy.yaml").write_text("name: p\n")
+        return str((root / "policy.yaml").resolve())
+    if isinstance(tp, type) and attrs.has(tp):
+        attrs.resolve_types(tp)  # field types may still be strings (postponed annotations)
+        return tp(**{
+            f.name: _other_value(f.type, f.default, f"{where}.{f.name}" if where else f.name, root)
+            for f in attrs.fields(tp)
+            if not f.name.startswith("_")
+        })
+    if origin is Literal:
+        return next(a for a in args if a != default)
+    if origin in (typing.Union, __import__("types").UnionType):
+        inner = [a for a in args if a is not type(None)]
+        assert len(inner) == 1, f"{where}: cannot make a value for {tp}; teach _other_value this type"
+        return _other_value(inner[0], default, where, root)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_other_value(args[0], None, f"{where}.{i}", root) for i in range(2))
+    if origin in (MappingABC, dict) or tp in (dict,):
+        return {"k": [1, "two"], "nested": {"flag": True, "x": 0.5}}
+    if tp is bool:
+        return not default
+    if tp is int:
+        return (default or 0) + 3
+    if tp is float:
+        return 0.25 if default != 0.25 else 0.5
+    if tp is str:
+        return f"{where.replace('.', '-')}-x"
+    raise AssertionError(f"{where}: cannot make a value for {tp}; teach _other_value this type")
+
+
+def _leaves(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for f in attrs.fields(attrs.resolve_types(cls)):
+        path = f"{prefix}{f.name}"
+        if isinstance(f.type, type) and attrs.has(f.type) and f.type.__name__ in (
+            "SuccessCriterion", "Limits", "EvaluateSection", "ReviewSection", "PretrainSpec"
+        ):
+            out += _leaves(f.type, path + ".")
+        else:
+            out.append((path, f))
+    return out
+
+
+def _with(goal: Goal, path: str, value: Any) -> Goal:
+    head, _, rest = path.partition(".")
+    if not rest:
+        return attrs.evolve(goal, **{head: value})
+    return attrs.evolve(goal, **{head: _with(getattr(goal, head), rest, value)})
+
+
+def test_goal_to_yaml_round_trips_every_field(tmp_path: Path) -> None:
+    base = Goal(name="n", task="t", source=str(tmp_path / "goal.yaml"))
+    full = _other_value(Goal, None, "", tmp_path)  # every field and section field changed at once
+    full = attrs.evolve(full, source=base.source)
+    leaves = _leaves(Goal)
+    assert {"evaluate.adversary", "evaluate.adversarial_per_iteration", "export", "review.policy"} <= {p for p, _ in leaves}
+    for path, _ in leaves:
+        if path == "source":  # set by the loader from where the file is, never written
+            continue
+        value = _other_value(attrs.fields_dict(type(_lookup_attr(base, path, parent=True)))[path.rsplit(".", 1)[-1]].type,
+                             _lookup_attr(base, path), path, tmp_path)
+        one = _with(base, path, value)
+        assert one != base, f"{path}: the made value equals the default"
+        back = parse_goal(goal_to_yaml(one), source=base.source)
+        assert back == one, f"{path} does not survive goal_to_yaml"
+    assert parse_goal(goal_to_yaml(full), source=base.source) == full
+
+
+def _lookup_attr(goal: Any, path: str, *, parent: bool = False) -> Any:
+    parts = path.split(".")
+    for part in parts[:-1] if parent else parts:
+        goal = getattr(goal, part)
+    return goal
