@@ -144,3 +144,29 @@ def test_a_custom_adversary_survives_fork_show_config_and_diff(forge, parent, tm
     again = forge.load_goal(_write(tmp_path / "adv.yaml", text))
     assert again.evaluate.adversary.backend == "perturb" and dict(again.evaluate.adversary.options) == {"rounds": 3}
     assert forge.diff("parent", "adv")["config"] == [{"key": "evaluate.adversary.rounds", "a": None, "b": 3}]
+
+
+def test_a_fork_links_its_reused_evaluations_and_records_no_row_twice(forge, parent):
+    child = forge.fork("parent", overrides={"train.epochs": 3}, new_run_id="child")
+    runner = CliRunner()
+    query = ("SELECT checkpoint_id, tier, case_id, count(*) AS n FROM eval_results "
+             "GROUP BY ALL HAVING count(*) > 1")
+    result = runner.invoke(build_cli(forge), ["sql", query, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == []  # no scored case stored twice (under parent and child)
+    assert forge.sql("SELECT checkpoint_id, tier FROM eval_reports GROUP BY ALL HAVING count(*) > 1") == []
+    # The child's evaluation rows are those of the checkpoint it trained, nothing of iteration 1.
+    own = forge.sql("SELECT DISTINCT iteration, checkpoint_id FROM eval_results WHERE run_id = 'child'")
+    assert own == [{"iteration": 2, "checkpoint_id": child["iterations"][1]["checkpoint"]}]
+    # Reused stages are linked, not copied: their events name the parent, no metric is re-recorded.
+    inherited = forge.sql("SELECT iteration, payload ->> 'inherited_from' AS src FROM events "
+                          "WHERE run_id = 'child' AND kind = 'eval.report' ORDER BY iteration, seq")
+    assert {(r["iteration"], r["src"]) for r in inherited} == {(1, "parent"), (2, None)}
+    assert forge.sql("SELECT count(*) AS n FROM metrics WHERE run_id = 'child' AND iteration = 1") == [{"n": 0}]
+    # forge show still gives the child's reused iteration its scores, from the parent's report.
+    shown = forge.registry().run("child")["iterations"]
+    assert shown[0]["scores"] and shown[0]["scores"] == forge.registry().run("parent")["iterations"][0]["scores"]
+    assert shown[1]["scores"]["full"]["checkpoint_id"] == child["iterations"][1]["checkpoint"]
+    # forge diff compares the same numbers: the shared iteration scores alike.
+    first = forge.diff("parent", "child")["iterations"][0]
+    assert first["same_checkpoint"] and first["a"]["scores"] == first["b"]["scores"]

@@ -108,10 +108,11 @@ class DuckDBRegistry:
                 [rid],
                 ("plan", "planner_decision", "decision", "estimate"),
             )
-            reports = _fetch(
+            reports = _fetch(  # the run's eval.report events: its own and those a fork reused
                 con,
-                """SELECT r.iteration, r.checkpoint_id, r.tier, r.metrics FROM eval_reports r
-                   JOIN events e ON e.id = r.event_id WHERE r.run_id = ? ORDER BY e.seq""",
+                """SELECT iteration, payload ->> 'checkpoint_id' AS checkpoint_id, payload ->> 'tier' AS tier,
+                          json_extract(payload, '$.metrics')::VARCHAR AS metrics
+                   FROM events WHERE run_id = ? AND kind = 'eval.report' ORDER BY seq""",
                 [rid],
                 ("metrics",),
             )

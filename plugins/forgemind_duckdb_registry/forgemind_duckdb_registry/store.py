@@ -527,6 +527,12 @@ def _on_eval_report(
     report = p.get("report") or {}
     run_id, iteration, event_id = event["run_id"], int(event.get("iteration") or 0), event["id"]
     cid, tier = report.get("checkpoint_id"), report.get("tier")
+    summary = {"checkpoint_id": cid, "tier": tier, "metrics": report.get("metrics") or {}}
+    if p.get("inherited_from"):
+        # A fork re-recording its parent's report of a reused checkpoint: the rows stay the
+        # parent's (eval_reports/eval_results hold each scored case once); the fork's event
+        # (its scores for `forge show`) names where they are.
+        return {**summary, "inherited_from": p["inherited_from"]}
     con.execute(
         "INSERT INTO eval_reports VALUES (?, ?, ?, ?, ?, ?, ?)",
         [run_id, iteration, event_id, cid, tier, _dumps(report.get("metrics") or {}), _dumps(report)],
@@ -546,7 +552,7 @@ def _on_eval_report(
         cols["category"].append(r.get("category"))
         cols["expected"].append(r.get("expected"))
         cols["details"].append(_dumps(r.get("details") or {}))
-    return {"checkpoint_id": cid, "tier": tier, "metrics": report.get("metrics") or {}}
+    return summary
 
 
 def _on_decision(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> None:
