@@ -24,7 +24,7 @@ from typing import Any
 from attrs import evolve
 from forgemind_hookspecs import BackendChoice, Goal, UserError, from_dict
 
-from .loop import STAGES, Loop, run_dir
+from .loop import RECORDED_STAGES, STAGES, Loop, run_dir
 
 __all__ = [
     "affected_stage",
@@ -301,13 +301,17 @@ def fork_run(
     new_goal, changed = apply_overrides(goal, overrides, forge.catalogue())
     stage, base_changed = affected_stage(changed)
     parent_state = _read_json(parent_dir / "state.json") or {}
-    stop = STAGES.index(stage) if stage is not None else len(STAGES)
+    # RECORDED_STAGES, not STAGES: with a Warden policy an iteration also has a review stage
+    # (after filter). It is reused with the data, carrying the parent's human decisions; when
+    # filter runs again, review does too, and warden.review_stage reuses the decisions a
+    # reviewer made on the same examples in the parent (never asks for them twice, never drops them).
+    stop = RECORDED_STAGES.index(stage) if stage is not None else len(RECORDED_STAGES)
     reused: dict[str, list[str]] = {}
     for k in range(1, n + 1):
         folder = parent_dir / f"iter-{k}"
-        keep = STAGES if k < n else STAGES[:stop]
+        keep = RECORDED_STAGES if k < n else RECORDED_STAGES[:stop]
         if k == n - 1 and stage == "plan":  # iteration n's plan is written by iteration n-1's decide
-            keep = STAGES[:-1]
+            keep = RECORDED_STAGES[:-1]
         names = [s for s in keep if (folder / f"{s}.json").is_file()]
         if names:
             reused[str(k)] = names

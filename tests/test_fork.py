@@ -170,3 +170,59 @@ def test_a_fork_links_its_reused_evaluations_and_records_no_row_twice(forge, par
     # forge diff compares the same numbers: the shared iteration scores alike.
     first = forge.diff("parent", "child")["iterations"][0]
     assert first["same_checkpoint"] and first["a"]["scores"] == first["b"]["scores"]
+
+
+def test_forks_of_a_reviewed_run_reuse_the_reviewers_decisions(tmp_path, forge_home):
+    """A run under a Warden policy (pending: wait) whose review a human finished: a fork that
+    reuses the data reuses the review stage; a fork that filters again reviews again with the
+    same decisions. Either way it never waits for a human on an example already decided."""
+    import kernel_plugins
+    from test_warden import POLICY, TaintedPlugin, _goal
+
+    from forgemind_core import Forge
+    from forgemind_core.warden.review import ReviewPending
+
+    forge = Forge(home=forge_home, plugins=[kernel_plugins, TaintedPlugin()], blocked=["hf"])
+    policy = POLICY + "review: {sample: 0.25, pending: wait, wait_timeout_s: 0.3, poll_s: 0.05}\n"
+    goal = _goal(tmp_path / "colors", policy=policy, filters="filter: [{backend: safety}, {backend: rules}]\n")
+    goal.write_text(goal.read_text().replace("max_iterations: 3", "max_iterations: 1"))
+    with pytest.raises(ReviewPending):
+        forge.run(goal, run_id="reviewed")
+    first, *rest = forge.review_queue("reviewed")
+    forge.review(first["item_id"], "reject", reason="wrong label", reviewer="ann")
+    for row in rest:
+        forge.review(row["item_id"], "approve", reviewer="bob")
+    parent = forge.resume("reviewed")
+    data = parent["iterations"][0]["data"]
+    assert data["dropped_by_reason"]["review.rejected"] == 1
+
+    # The data is reused (train.epochs): so is the review stage, with the humans' decisions.
+    events = []
+    child = forge.fork("reviewed", overrides={"train.epochs": 3}, new_run_id="same-data", on_event=events.append)
+    assert _stages_run(events, 1) == ["estimate", "train", "evaluate", "decide"]
+    assert not [e for e in events if e.kind.startswith("review.")]
+    assert child["iterations"][0]["data"]["dataset_id"] == data["dataset_id"]
+    assert child["iterations"][0]["data"]["dropped_by_reason"] == data["dropped_by_reason"]
+    reused = forge.sql("SELECT payload FROM events WHERE run_id = 'same-data' AND kind = 'run.started'")
+    assert "review" in json.loads(reused[0]["payload"])["goal"]  # a policy run...
+    assert json.loads((Path(forge.home) / "runs" / "same-data" / "state.json").read_text())[
+        "parent"]["reused"]["1"][:4] == ["plan", "generate", "filter", "review"]  # ...whose review is reused
+
+    # The data is made again (a filter setting): the same examples are reviewed again, each
+    # with the decision already made on it, named as inherited; nobody is asked twice.
+    events = []
+    again = forge.fork("reviewed", overrides={"filter.1.max_chars": 30000}, new_run_id="refiltered",
+                       on_event=events.append)
+    assert _stages_run(events, 1)[:2] == ["filter", "review"]
+    inherited = [e.payload for e in events if e.kind == "review.decision"]
+    assert len(inherited) == 1 + len(rest) and {p["inherited_from"] for p in inherited} == {"reviewed"}
+    assert forge.review_queue("refiltered") == []
+    decided = {r["subject_id"]: (r["action"], r["reviewer"]) for r in forge.review_queue("refiltered", status="decided")}
+    assert decided[first["subject_id"]] == ("reject", "ann")
+    assert {decided[r["subject_id"]] for r in rest} == {("approve", "bob")}
+    assert again["iterations"][0]["data"]["dataset_id"] == data["dataset_id"]  # the same decisions, the same data
+
+    # A fork of that fork inherits them through it (three generations).
+    third = forge.fork("refiltered", overrides={"filter.1.max_chars": 25000}, new_run_id="third")
+    assert third["iterations"][0]["data"]["dataset_id"] == data["dataset_id"]
+    assert forge.review_queue("third") == []

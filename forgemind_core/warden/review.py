@@ -318,10 +318,12 @@ def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
     for i in range(0, len(items), _BATCH):
         for item in items[i:i + _BATCH]:
             loop._record("review.item", iteration=n, stage="review", key=item.id, payload={"item": to_dict(item)})
-    if items:
+    inherited = _inherit_decisions(loop, n, items)
+    undecided = [item for item in items if item.id not in inherited]
+    if undecided:
         choice = loop.goal.review
         reviewer = loop.forge.backend("reviewers", choice.backend or "human", choice.options, field="review")
-        for decision in reviewer.review(items, ctx):
+        for decision in reviewer.review(undecided, ctx):
             loop._record("review.decision", iteration=n, stage="review", key=f"{decision.item_id}:backend",
                          payload={"decision": to_dict(decision)})
     decided = _wait(loop, n, items, policy) if items else {}
@@ -374,6 +376,45 @@ def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
     return {**counts, "kept": len(final_examples), "dropped": filt["dropped"] + len(dropped),
             "kept_ids": final + [e.id for e in added], "added_examples": [to_dict(e) for e in added],
             "kept_by_category": kept_by_category, "dropped_by_reason": dropped_by_reason}
+
+
+def _ancestors(loop: Any) -> list[str]:
+    """The runs this one was forked from, nearest first (``state.json``'s ``parent``)."""
+    from ..loop import _read_json, run_dir
+
+    out: list[str] = []
+    parent = (loop.state.get("parent") or {}).get("run_id")
+    while parent and parent not in out and parent != loop.run_id:
+        out.append(parent)
+        parent = ((_read_json(run_dir(loop.forge.home, parent) / "state.json") or {}).get("parent") or {}).get("run_id")
+    return out
+
+
+def _inherit_decisions(loop: Any, n: int, items: Sequence[ReviewItem]) -> set[str]:
+    """In a fork whose review stage runs again (its data changed), record for each item the
+    decision a reviewer already made on the same example (same content, same id) in the run it
+    was forked from (or that run's parent, ...), marked ``inherited_from``; returns the item ids
+    so decided. A human is never asked twice about one example, and no decision is dropped."""
+    ancestors = _ancestors(loop) if items else []
+    if not ancestors:
+        return set()
+    registry = loop.forge.registry()
+    earlier: dict[str, tuple[str, dict[str, Any]]] = {}
+    for run_id in ancestors:  # nearest first: a fork's own (re)decision wins over its parent's
+        for row in registry.reviews(run_id, status="decided", subject_kind="example"):
+            earlier.setdefault(row["subject_id"], (run_id, row))
+    done: set[str] = set()
+    for item in items:
+        if item.subject_id not in earlier:
+            continue
+        source, row = earlier[item.subject_id]
+        decision = ReviewDecision(item_id=item.id, action=row["action"], reviewer=row.get("reviewer") or "?",
+                                  reason=row.get("reason") or "", edited=row.get("edited"),
+                                  time=float(row.get("decided") or time.time()))
+        loop._record("review.decision", iteration=n, stage="review", key=f"{item.id}:inherited",
+                     payload={"decision": to_dict(decision), "inherited_from": source, "item": row["item_id"]})
+        done.add(item.id)
+    return done
 
 
 def _decisions(loop: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
