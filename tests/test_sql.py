@@ -11,9 +11,27 @@ from click.testing import CliRunner
 from forgemind_core.cli import build_cli
 
 
-@pytest.fixture
-def run(forge, colors_goal):
-    summary = forge.run(colors_goal, run_id="r1")
+@pytest.fixture(scope="module")
+def forge(tmp_path_factory):
+    """One home for the whole module: every test here only reads it (the refusals check that it
+    is unchanged), so the small loop runs once, not once per case."""
+    import kernel_plugins
+    from colors_pack import write_pack
+
+    from forgemind_core import Forge
+
+    root = tmp_path_factory.mktemp("sql")
+    home = root / "forgemind-home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FORGEMIND_HOME", str(home))
+        write_pack(root / "colors")
+        yield Forge(home=home, plugins=[kernel_plugins], blocked=["hf", "openai"])
+
+
+@pytest.fixture(scope="module")
+def run(forge):
+    summary = forge.run(forge.home.parent / "colors" / "goal.yaml", run_id="r1")
     assert summary["outcome"] == "promoted"
     return summary
 
