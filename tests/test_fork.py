@@ -226,3 +226,44 @@ def test_forks_of_a_reviewed_run_reuse_the_reviewers_decisions(tmp_path, forge_h
     third = forge.fork("refiltered", overrides={"filter.1.max_chars": 25000}, new_run_id="third")
     assert third["iterations"][0]["data"]["dataset_id"] == data["dataset_id"]
     assert forge.review_queue("third") == []
+
+
+def test_three_generations_tree_diff_and_lineage(forge, parent):
+    """parent (2 iterations) -> child forked at iteration 1 -> grandchild of the child: the tree
+    names each branch under its parent, and the grandchild's model traces back to the
+    grandparent's data through the child."""
+    child = forge.fork("parent", iteration=1, overrides={"train.epochs": 3}, branch="epochs3", new_run_id="child")
+    grandchild = forge.fork("child", iteration=1, overrides={"train.learning_rate": 0.2}, branch="lr02",
+                            new_run_id="grandchild")
+    runner = CliRunner()
+    cli = build_cli(forge)
+    result = runner.invoke(cli, ["runs", "--tree", "--json"])
+    (root,) = json.loads(result.output)
+    assert (root["id"], root["branch"]) == ("parent", "main")
+    (kid,) = root["children"]
+    assert (kid["id"], kid["branch"], kid["parent_iteration"]) == ("child", "epochs3", 1)
+    (grandkid,) = kid["children"]
+    assert (grandkid["id"], grandkid["branch"], grandkid["parent_iteration"]) == ("grandchild", "lr02", 1)
+    text = runner.invoke(cli, ["runs", "--tree"]).output
+    lines = [line for line in text.splitlines() if "child" in line or "parent" in line]
+    assert [line.strip(" │├└─") for line in lines] == [
+        "main: parent (finished, promoted)",
+        f"epochs3 @ iteration 1: child (finished, {child['outcome']})",
+        f"lr02 @ iteration 1: grandchild (finished, {grandchild['outcome']})",
+    ]
+    assert lines[2].index("lr02") > lines[1].index("epochs3")  # drawn under the child
+
+    # The fork at iteration 1 shares iteration 1's data with its parent, not its model.
+    diff = forge.diff("parent", "grandchild")
+    assert diff["iterations"][0]["same_dataset"] and not diff["iterations"][0]["same_checkpoint"]
+    assert {c["key"] for c in diff["config"]} == {"train.epochs", "train.learning_rate"}
+
+    first = grandchild["iterations"][0]
+    assert first["data"]["dataset_id"] == parent["iterations"][0]["data"]["dataset_id"]
+    lineage = forge.lineage(first["checkpoint"])
+    ancestors = {(a["id"], a["relation"]) for a in lineage["ancestors"]}
+    assert (parent["iterations"][0]["data"]["dataset_id"], "trained") in ancestors  # the grandparent's data
+    assert {("parent", "forked"), ("child", "forked")} <= ancestors
+    assert {"parent", "child", "grandchild"} <= set(lineage["runs"])
+    last = forge.lineage(grandchild["iterations"][-1]["checkpoint"])
+    assert parent["iterations"][0]["data"]["dataset_id"] in {a["id"] for a in last["ancestors"]}
