@@ -2,7 +2,9 @@
 
 ``forge eval`` scores any checkpoint (a registry id or a model folder) on any suite file, outside
 a run; ``forge compare`` puts checkpoints side by side, regressions first, from the reports their
-runs recorded or from a fresh evaluation on ``--suite``.
+runs recorded or from a fresh evaluation on ``--suite``. Both are ``Forge.evaluate`` and
+``Forge.compare`` (forgemind_core/adhoc.py) with options parsed and results printed: the setup
+(pack, prompt format, runner, scorers) lives there once, shared with the dashboard.
 """
 
 from __future__ import annotations
@@ -64,72 +66,19 @@ class _Progress:
         return Task()
 
 
-class _Setup:
-    """What eval and compare share: the pack, the prompt format, the runner, the scorers."""
-
-    def __init__(
-        self,
-        forge: Any,
-        *,
-        pack_dir: Path | None,
-        prompt_format: str | None,
-        runner: str,
-        runner_option: Sequence[str],
-        scorer: str | None,
-        as_json: bool,
-    ) -> None:
-        from forgemind_hookspecs import UserError
-
-        if pack_dir is not None and prompt_format is not None:
-            raise UserError("give --pack or --prompt-format, not both", field="prompt-format")
-        self.forge = forge
-        self.pack = None
-        if pack_dir is not None:
-            from ..packs import load_pack
-
-            self.pack = load_pack(pack_dir)
-        self.prompt_format = (
-            self.pack.prompt_format if self.pack is not None else (prompt_format or "{input}")
-        )
-        self.runner_name = runner
-        self.runner_options = _runner_options(runner_option)
-        self.default_scorer = scorer or (
-            "label_match" if self.pack is not None and self.pack.labels else "exact_match"
-        )
-        progress = _Progress() if not as_json and sys.stderr.isatty() else None
-        fields: dict[str, Any] = {"stage": "evaluate", "pack": self.pack}
-        if progress is not None:
-            fields["progress"] = progress
-        self.ctx = forge.context(**fields)
-        self._runner: Any = None
-
-    def suite(self, path: Path, tier: str) -> list[Any]:
-        from ..packs import load_suite
-
-        return load_suite(path, tier, labels=self.pack.labels if self.pack is not None else ())
-
-    def evaluate(self, checkpoint: Any, cases: Sequence[Any], tier: str, max_new_tokens: int) -> Any:
-        from ..trials import evaluate_checkpoint
-
-        if self._runner is None:
-            self._runner = self.forge.backend(
-                "runners", self.runner_name, self.runner_options, field="runner"
-            )
-        names = {self.default_scorer} | {c.checker for c in cases if c.checker}
-        scorers = {name: self.forge.backend("scorers", name, None, field="checker") for name in sorted(names)}
-        reports = evaluate_checkpoint(
-            checkpoint,
-            {tier: cases},
-            runner=self._runner,
-            scorers=scorers,
-            default_scorer=self.default_scorer,
-            prompt_format=self.prompt_format,
-            ctx=self.ctx,
-            canary_min=0.0,  # one tier, asked for explicitly: report it, never stop early
-            tiers=(tier,),
-            max_new_tokens=max_new_tokens,
-        )
-        return reports[tier]
+def _eval_options(options: Mapping[str, Any], as_json: bool) -> dict[str, Any]:
+    """The options of :func:`_common` as ``Forge.evaluate`` / ``Forge.compare`` take them;
+    progress bars only for a person at a terminal (never under --json)."""
+    return {
+        "tier": options["tier"],
+        "runner": options["runner"],
+        "runner_options": _runner_options(options["runner_option"]),
+        "pack": options["pack_dir"],
+        "prompt_format": options["prompt_format"],
+        "scorer": options["scorer"],
+        "max_new_tokens": options["max_new_tokens"],
+        "progress": _Progress() if not as_json and sys.stderr.isatty() else None,
+    }
 
 
 def _common(fn: Any) -> Any:
@@ -219,19 +168,7 @@ def _print_report(checkpoint: Any, report: Any, suite: Path) -> None:
 @_common
 @json_option
 @pass_forge
-def eval_command(
-    forge: Any,
-    checkpoint: str,
-    suite_path: Path,
-    runner: str,
-    runner_option: tuple[str, ...],
-    pack_dir: Path | None,
-    prompt_format: str | None,
-    tier: str,
-    scorer: str | None,
-    max_new_tokens: int,
-    as_json: bool,
-) -> None:
+def eval_command(forge: Any, checkpoint: str, suite_path: Path, as_json: bool, **options: Any) -> None:
     """Score CHECKPOINT (a checkpoint id or a model folder) on a suite file.
 
     Prints every case (failures first), per-category and overall scores; --json for machines.
@@ -240,18 +177,12 @@ def eval_command(
 
     from ..trials import resolve_checkpoint
 
-    setup = _Setup(
-        forge,
-        pack_dir=pack_dir,
-        prompt_format=prompt_format,
-        runner=runner,
-        runner_option=runner_option,
-        scorer=scorer,
-        as_json=as_json,
-    )
-    cases = setup.suite(suite_path, tier)
     ckpt = resolve_checkpoint(forge, checkpoint)
-    report = setup.evaluate(ckpt, cases, tier, max_new_tokens)
+    report = forge.evaluate(
+        ckpt,
+        suite_path,
+        **_eval_options(options, as_json),
+    )
     if as_json:
         echo_json({"checkpoint": to_dict(ckpt), "suite": str(suite_path), "report": to_dict(report)})
     else:
@@ -282,16 +213,10 @@ def compare_command(
     forge: Any,
     checkpoints: tuple[str, ...],
     suite_path: Path | None,
-    runner: str,
-    runner_option: tuple[str, ...],
-    pack_dir: Path | None,
-    prompt_format: str | None,
-    tier: str,
-    scorer: str | None,
-    max_new_tokens: int,
     html_path: Path | None,
     limit: int,
     as_json: bool,
+    **options: Any,
 ) -> None:
     """Compare checkpoints A B [C ...]: A is the baseline; regressions (A passed, later fails) first.
 
@@ -299,38 +224,13 @@ def compare_command(
     """
     from forgemind_hookspecs import UserError
 
-    from ..compare import compare_reports, load_recorded_reports, render_html, render_rich
-    from ..trials import resolve_checkpoint
+    from ..compare import render_html, render_rich
 
-    if len(checkpoints) < 2:
-        raise UserError("compare needs at least two checkpoints", field="checkpoints")
-    resolved = [resolve_checkpoint(forge, ref) for ref in checkpoints]
-    seen: dict[str, str] = {}
-    for ref, ckpt in zip(checkpoints, resolved, strict=True):
-        if ckpt.id in seen:
-            raise UserError(
-                f"{ref!r} and {seen[ckpt.id]!r} are the same checkpoint ({ckpt.id})", field="checkpoints"
-            )
-        seen[ckpt.id] = ref
-    reports: dict[str, Mapping[str, Any]] = {}
-    if suite_path is not None:
-        setup = _Setup(
-            forge,
-            pack_dir=pack_dir,
-            prompt_format=prompt_format,
-            runner=runner,
-            runner_option=runner_option,
-            scorer=scorer,
-            as_json=as_json,
-        )
-        cases = setup.suite(suite_path, tier)
-        for ckpt in resolved:
-            reports[ckpt.id] = {tier: setup.evaluate(ckpt, cases, tier, max_new_tokens)}
-    else:
-        registry = forge.registry()
-        for ckpt in resolved:
-            reports[ckpt.id] = load_recorded_reports(registry, ckpt.id)
-    comparison = compare_reports(reports)
+    comparison = forge.compare(
+        list(checkpoints),
+        suite=suite_path,
+        **_eval_options(options, as_json),
+    )
     if html_path is not None:
         try:
             html_path.write_text(render_html(comparison), encoding="utf-8")
