@@ -58,6 +58,7 @@ _PACK_KEYS = frozenset(
         "frames",
         "suites",
         "data",
+        "label_weights",
     }
 )
 _TEMPLATE_KEYS = frozenset({"id", "category", "prompt", "completion", "instruction", "weight", "strategies"})
@@ -256,7 +257,26 @@ def load_pack(folder: str | Path) -> TaskPack:
         suites=_suites(where, root, doc),
         data_files=_data_files(where, root, doc),
         frames=frames,
+        label_weights=_label_weights(where, doc, labels),
     )
+
+
+def _label_weights(where: _Where, doc: Mapping[str, Any], labels: Sequence[str]) -> dict[str, float]:
+    """``label_weights``: label -> relative share of new data (a positive number; default 1)."""
+    if "label_weights" not in doc:
+        return {}
+    node = doc["label_weights"]
+    if not isinstance(node, Mapping):
+        raise where.error("must be a mapping of label -> weight", doc, "label_weights", "label_weights")
+    weights: dict[str, float] = {}
+    for key, value in node.items():
+        field = f"label_weights.{key}"
+        if key not in labels:
+            raise where.error(f"{key!r} is not one of the pack's labels ({', '.join(labels)})", node, key, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise where.error(f"must be a positive number, got {value!r}", node, key, field)
+        weights[str(key)] = float(value)
+    return weights
 
 
 def _labels(where: _Where, doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:

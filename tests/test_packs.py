@@ -150,3 +150,16 @@ def test_suite_with_custom_checker_may_expect_free_text(tmp_path: Path) -> None:
     assert case.checker == "regex" and case.meta == {"k": 1}
     with pytest.raises(ConfigError, match="unknown tier"):
         load_suite(path, "smoke")
+
+
+def test_label_weights_are_read_and_checked(tmp_path: Path) -> None:
+    root = write_pack(tmp_path / "weighted", MINIMAL + 'label_weights: {"no": 2.5}\n')
+    assert load_pack(root).label_weights == {"no": 2.5}
+    assert load_pack(write_pack(tmp_path / "plain", MINIMAL)).label_weights == {}
+    for bad, words in (('{"maybe": 2}', "not one of the pack's labels"), ('{"no": 0}', "positive number"),
+                       ('{"no": "lots"}', "positive number"), ("[no]", "mapping")):
+        root = write_pack(tmp_path / f"bad{len(words)}{len(bad)}", MINIMAL + f"label_weights: {bad}\n")
+        with pytest.raises(ConfigError) as info:
+            load_pack(root)
+        assert words in str(info.value) and info.value.line == MINIMAL.count("\n") + 1
+        assert (info.value.field or "").startswith("label_weights")

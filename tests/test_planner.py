@@ -233,3 +233,36 @@ def test_a_generator_that_ran_dry_climbs_the_ladder(stage_context):
     enough = [_summary(canary={"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "none": 1.0},
                        loss=[8.0, 6.0, 4.0, 3.0, 2.5, 2.0, 1.8, 1.7], count=600, generated=580, kept=580)]
     assert _plan(enough, stage_context).next_plan.generation[0].strategy == "basic"
+
+
+def _with_prior(stage_context, weights: dict[str, float]):
+    from attrs import evolve
+    from forgemind_hookspecs import TaskPack
+
+    pack = TaskPack(root=".", name="p", labels=CATEGORIES, label_weights=weights)
+    return evolve(stage_context, pack=pack)
+
+
+def test_the_packs_label_weights_set_the_first_plans_shares(stage_context):
+    ctx = _with_prior(stage_context, {"none": 2.0})
+    generation = _plan([], ctx).next_plan.generation[0]
+    assert generation.category_weights == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "none": 2.0}
+    # without a prior the first plan spreads the data evenly (no weights at all)
+    assert _plan([], stage_context).next_plan.generation[0].category_weights == {}
+
+
+def test_targeting_multiplies_the_packs_prior(stage_context):
+    ctx = _with_prior(stage_context, {"none": 2.0})
+    history = [_summary(full={"alpha": 0.5, "beta": 1.0, "gamma": 1.0, "none": 1.0})]
+    weights = _plan(history, ctx).next_plan.generation[0].category_weights
+    boosted = _plan(history, stage_context).next_plan.generation[0].category_weights
+    assert boosted["alpha"] > 1.0 and weights["alpha"] == boosted["alpha"]
+    assert weights["none"] == 2.0 and weights["beta"] == 1.0
+
+
+def test_fixed_schedule_keeps_the_packs_prior_but_no_targeting(stage_context):
+    ctx = _with_prior(stage_context, {"none": 3.0})
+    planner = FixedPlanner(FixedPlanner.Options(initial_examples=100))
+    history = [_summary(full={"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "none": 1.0})]
+    weights = planner.plan(_goal(), history, ctx).next_plan.generation[0].category_weights
+    assert weights == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "none": 3.0}

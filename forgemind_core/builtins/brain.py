@@ -44,13 +44,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _initial_generation(goal: Goal, count: int, strategy: str) -> tuple[GenerationPlan, ...]:
+def _initial_generation(goal: Goal, count: int, strategy: str, ctx: StageContext) -> tuple[GenerationPlan, ...]:
     total_share = sum(max(c.share, 0.0) for c in goal.generate) or 1.0
+    weights = _label_prior(ctx)
     plans = []
     for choice in goal.generate:
         n = max(1, round(count * max(choice.share, 0.0) / total_share))
-        plans.append(GenerationPlan(generator=choice.backend, count=n, strategy=strategy, options=dict(choice.options)))
+        plans.append(GenerationPlan(generator=choice.backend, count=n, strategy=strategy,
+                                    category_weights=weights, options=dict(choice.options)))
     return tuple(plans)
+
+
+def _label_prior(ctx: StageContext) -> dict[str, float]:
+    """The pack's ``label_weights`` over all its labels (1 where not named), or nothing when the
+    pack names none: the share of data each label gets before any targeting."""
+    pack = ctx.pack
+    if pack is None or not pack.label_weights:
+        return {}
+    return {label: float(pack.label_weights.get(label, 1.0)) for label in pack.labels}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -90,7 +101,7 @@ class DefaultPlanner:
             count = opts.initial_examples
             plan = Plan(
                 iteration=1,
-                generation=_initial_generation(goal, count, opts.strategies[0]),
+                generation=_initial_generation(goal, count, opts.strategies[0], ctx),
                 train=_train_defaults(goal),
                 dataset_size=count,
                 reasons=(f"first try: {count} examples with the '{opts.strategies[0]}' strategy",),
@@ -166,6 +177,10 @@ class DefaultPlanner:
         if weights:
             for category in per_category:
                 weights.setdefault(category, 1.0)
+        prior = _label_prior(ctx)
+        if prior:  # the pack's prior share, times the targeting boost
+            weights = {c: round(w * weights.get(c, 1.0), 2) for c, w in prior.items()} | {
+                c: w for c, w in weights.items() if c not in prior}
 
         # Data volume.
         previous_count = sum(g.count for g in last.plan.generation)
@@ -224,7 +239,7 @@ class FixedPlanner:
     def plan(self, goal: Goal, history: Sequence[IterationSummary], ctx: StageContext) -> Decision:
         n = len(history)
         count = round(self.options.initial_examples * self.options.factor**n)
-        plan = Plan(iteration=n + 1, generation=_initial_generation(goal, count, self.options.strategy),
+        plan = Plan(iteration=n + 1, generation=_initial_generation(goal, count, self.options.strategy, ctx),
                     train=_train_defaults(goal), dataset_size=count,
                     reasons=(f"fixed schedule: {count} new examples",))
         return Decision("iterate", reasons=plan.reasons, next_plan=plan)

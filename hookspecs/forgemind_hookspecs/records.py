@@ -216,6 +216,8 @@ class TaskPack:
     ``data_files`` are real data files (JSONL, CSV, Parquet) mixed into training.
     ``frames`` are surroundings (with ``{head}`` and ``{body}`` placeholders) that the template
     generator's ``varied`` strategy wraps template expansions in.
+    ``label_weights`` is the relative share of new data each label gets before any targeting
+    (a label not named gets 1): a broad class such as "no issue" (all safe code) needs more.
     """
 
     root: str
@@ -231,6 +233,7 @@ class TaskPack:
     suites: Mapping[str, str] = Factory(_frozen_dict)
     data_files: tuple[str, ...] = ()
     frames: tuple[str, ...] = ()
+    label_weights: Mapping[str, float] = Factory(_frozen_dict)
 
 
 # --------------------------------------------------------------------------------------------
