@@ -253,6 +253,20 @@ def model_card(
     return "---\n" + _yaml(front) + "---\n\n" + "\n".join(body)
 
 
+def _unrecorded_checkpoint(forge: Any, ref: str) -> Checkpoint:
+    """A checkpoint no run recorded: a model folder, or the id of one ``forge train`` or
+    ``forge pretrain`` made in this home (``Forge.checkpoints``)."""
+    from .trials import resolve_checkpoint
+
+    if not Path(ref).is_dir():
+        rows = [r for r in forge.checkpoints() if str(r["id"]).startswith(ref)]
+        if len(rows) != 1:
+            why = "several checkpoints start with" if rows else "no checkpoint has the id"
+            raise UserError(f"{why} {ref!r} in {forge.home}", field="checkpoint")
+        ref = str(rows[0]["path"])
+    return resolve_checkpoint(forge, ref)
+
+
 def export_bundle(
     forge: Any,
     checkpoint_id: str,
@@ -270,11 +284,13 @@ def export_bundle(
     from .forks import config_yaml, goal_of
 
     registry = forge.registry()
-    record = registry.checkpoint(checkpoint_id)
-    if record is None:
-        raise UserError(f"no checkpoint has the id {checkpoint_id!r} in {forge.home}", field="checkpoint")
-    checkpoint = from_dict(Checkpoint, record["checkpoint"])
-    run_id, iteration = record.get("run_id"), record.get("iteration") or None
+    record = registry.checkpoint(checkpoint_id) if (Path(forge.home) / "registry").exists() else None
+    if record is not None:
+        checkpoint = from_dict(Checkpoint, record["checkpoint"])
+        run_id, iteration = record.get("run_id"), record.get("iteration") or None
+    else:  # made outside a run (forge train / pretrain, a model folder): no goal, no recorded scores
+        checkpoint = _unrecorded_checkpoint(forge, checkpoint_id)
+        run_id, iteration = None, None
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not an empty folder; choose another --out", field="out")
@@ -304,9 +320,10 @@ def export_bundle(
         library = "peft" if (tmp / "adapter_config.json").is_file() else "transformers"
         if target == "gguf":
             library = "gguf"
+        reports = registry.eval_reports(checkpoint.id) if record is not None else []
+        lineage = registry.lineage(checkpoint.id) if record is not None else {}
         card = model_card(checkpoint, meta=meta, goal=goal, run_id=run_id, iteration=iteration,
-                          reports=registry.eval_reports(checkpoint.id), lineage=registry.lineage(checkpoint.id),
-                          library_name=library, target=target)
+                          reports=reports, lineage=lineage, library_name=library, target=target)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         (tmp / "forgemind-export.json").write_text(json.dumps({
             "checkpoint": checkpoint.id, "run_id": run_id, "iteration": iteration, "target": target,
