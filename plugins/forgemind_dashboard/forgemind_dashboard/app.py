@@ -22,12 +22,16 @@ from .security import check_bind, safe_name, store_upload
 from .views import (
     comparison_html,
     events_log,
+    export_markdown,
     iterations_rows,
     job_status_html,
+    lineage_markdown,
     loss_frame,
     metric_frame,
+    metric_plot_start,
     pretrain_yaml,
-    run_tree_markdown,
+    review_rows,
+    run_tree_html,
     train_yaml,
 )
 
@@ -47,8 +51,6 @@ CSS = """
 .fm-pass { background: #f3fbf4; } .fm-fail { background: #fff5f5; }
 .fm-up { color: #1a7f37; } .fm-down { color: #cf222e; }
 """
-
-_EMPTY_LOSS = {"step": [], "loss": [], "series": []}
 
 
 def _message(error: Exception) -> str:
@@ -75,16 +77,19 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
         return str(store_upload(home, path, Path(path).name, max_upload_bytes))
 
-    def checkpoint_choices() -> list[tuple[str, str]]:
+    def checkpoint_choices(by_id: bool = False) -> list[tuple[str, str]]:
+        """Every checkpoint, labelled with its source; the value is its folder (what the runners
+        take), or its id where ``by_id`` (what ``Forge.export`` takes)."""
         try:
             rows = forge.checkpoints()
         except Exception:  # an empty home, a busy registry: offer what there is
             rows = []
-        return [(f"{r['id']} · {r.get('source')} {r.get('method') or ''}".strip(), r["path"] if Path(r["path"]).exists()
-                 else r["id"]) for r in rows]
+        return [(f"{r['id']} · {r.get('source')} {r.get('method') or ''}".strip(),
+                 r["id"] if by_id or not Path(r["path"]).exists() else r["path"]) for r in rows]
 
     def job_choices(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
-        return [(f"{j['id']} ({j['status']})", j["id"]) for j in forge.jobs() if j["kind"] in kinds]
+        # the status is not in the label: it changes, and the panel below shows it live
+        return [(f"{j['id']} ({j['kind']})", j["id"]) for j in forge.jobs() if j["kind"] in kinds]
 
     learn_blocks: list[Any] = []
 
@@ -102,7 +107,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
             status = gr.HTML("no job yet", elem_id=f"{prefix}-status")
             with gr.Row():
                 log = gr.Textbox(label="Live log", lines=10, max_lines=14, autoscroll=True, elem_id=f"{prefix}-log")
-                plot = gr.LinePlot(pd.DataFrame(_EMPTY_LOSS), x="step", y="loss", color="series",
+                plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series",
                                    title="Training loss", elem_id=f"{prefix}-plot", height=260)
             result = gr.Markdown(elem_id=f"{prefix}-result")
         refresh.click(lambda: gr.Dropdown(choices=job_choices(kinds)), outputs=job)
@@ -110,11 +115,11 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
 
     def poll(job_id: str | None) -> tuple[Any, ...]:
         if not job_id:
-            return "no job yet", "", pd.DataFrame(_EMPTY_LOSS), ""
+            return "no job yet", "", loss_frame([]), ""
         try:
             data = forge.job(job_id)
         except Exception as error:
-            return _message(error), "", pd.DataFrame(_EMPTY_LOSS), ""
+            return _message(error), "", loss_frame([]), ""
         result_md = ""
         res = data.get("result")
         if isinstance(res, Mapping) and res.get("path"):
@@ -467,8 +472,9 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 ev_metric = gr.Dropdown(["accuracy", "pass_rate", "distinct_1", "distinct_2", "format_match",
                                          "length_ratio"], value="accuracy", label="Metric", elem_id="ev-metric")
                 ev_plot_btn = gr.Button("Plot per tier and iteration", elem_id="ev-plot-btn")
-            ev_plot = gr.LinePlot(pd.DataFrame({"iteration": [], "value": [], "tier": []}), x="iteration",
-                                  y="value", color="tier", title="Metric per tier and iteration", elem_id="ev-plot")
+            ev_plot = gr.LinePlot(metric_plot_start(), x="iteration", y="value", color="tier",
+                                  title="Metric per tier and iteration", elem_id="ev-plot", x_title="iteration",
+                                  y_title="metric")
 
             def ev_compare(ckpts: list[str] | None, suite: Any, typed: str, fmt: str, max_tokens: Any) -> tuple[str, str]:
                 ckpts = list(ckpts or [])
@@ -493,11 +499,15 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
 
             def ev_plot_fn(run_id: str | None, metric: str) -> tuple[Any, str]:
                 if not run_id:
-                    return pd.DataFrame({"iteration": [], "value": [], "tier": []}), "❌ choose a run"
+                    return metric_frame(None, metric), "❌ choose a run"
                 try:
-                    return metric_frame(forge.show(run_id), metric), ""
+                    frame = metric_frame(forge.show(run_id), metric)
                 except Exception as error:
-                    return pd.DataFrame({"iteration": [], "value": [], "tier": []}), _message(error)
+                    return metric_frame(None, metric), _message(error)
+                if frame.empty:
+                    return frame, f"run `{run_id}` has no {metric} scores yet"
+                return frame, (f"{metric} of run `{run_id}`: {frame['tier'].nunique()} tier(s) over "
+                               f"{frame['iteration'].nunique()} iteration(s)")
 
             ev_refresh.click(lambda: gr.Dropdown(choices=checkpoint_choices()), outputs=ev_ckpts)
             ev_go.click(ev_compare, inputs=[ev_ckpts, ev_suite, ev_prompts, ev_format, ev_max], outputs=[ev_msg, ev_html])
@@ -507,18 +517,19 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
         with gr.Tab("Runs and lineage", id="runs"):
             explainer("runs", ("lineage", "promotion", "checkpoint"))
             rn_refresh = gr.Button("Refresh runs", elem_id="rn-refresh")
-            with gr.Row():
-                rn_tree = gr.Markdown("no runs yet", elem_id="rn-tree")
-                rn_table = gr.Dataframe(label="Runs", interactive=False, elem_id="rn-table", wrap=True)
+            gr.Markdown("**Run tree** (as `forge runs --tree`): each run as branch @ the iteration it was forked "
+                        "at: id (status, outcome); forks sit under the run they came from.")
+            rn_tree = gr.HTML("<p>no runs yet</p>", elem_id="rn-tree")
+            rn_table = gr.Dataframe(label="Runs", interactive=False, elem_id="rn-table", wrap=True)
             with gr.Row():
                 rn_id = gr.Dropdown(label="Run", choices=[], allow_custom_value=True, elem_id="rn-id")
                 rn_iter = gr.Number(label="Iteration (0 = the whole run / its last)", value=0, precision=0,
                                     elem_id="rn-iter")
             with gr.Row():
-                rn_show = gr.Button("Show run")
-                rn_config = gr.Button("Load its config into the loop form", elem_id="rn-config")
-            rn_overrides = gr.Textbox(label="Fork: overrides, one KEY=VALUE per line (e.g. train.epochs=3)", lines=3,
-                                      elem_id="rn-overrides")
+                rn_show = gr.Button("Show run", elem_id="rn-show")
+                rn_config = gr.Button("Load its config into Fine-Tuning → Autonomous loop", elem_id="rn-config")
+            rn_overrides = gr.Textbox(label="Fork: overrides, one KEY=VALUE per line, as forge fork --set "
+                                            "(e.g. train.epochs=3)", lines=3, elem_id="rn-overrides")
             with gr.Row():
                 rn_branch = gr.Textbox(label="branch name (optional)", elem_id="rn-branch")
                 rn_fork = gr.Button("Fork from this iteration", variant="primary", elem_id="rn-fork")
@@ -533,6 +544,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
             def rn_refresh_fn() -> tuple[str, Any, Any, Any]:
                 try:
                     runs = forge.runs()
+                    tree = forge.runs_tree()
                 except Exception as error:
                     return _message(error), None, gr.Dropdown(), gr.Dropdown()
                 rows = [[r.get("id"), r.get("goal_name"), r.get("status"), r.get("outcome"), r.get("branch"),
@@ -540,7 +552,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 frame = pd.DataFrame(rows, columns=["run", "goal", "status", "outcome", "branch", "forked from",
                                                     "at iteration"])
                 ids = [r.get("id") for r in runs]
-                return (run_tree_markdown(runs), frame, gr.Dropdown(choices=ids, value=ids[0] if ids else None),
+                return (run_tree_html(tree), frame, gr.Dropdown(choices=ids, value=ids[0] if ids else None),
                         gr.Dropdown(choices=ids, value=ids[0] if ids else None))
 
             def rn_show_fn(run_id: str | None) -> tuple[Any, str]:
@@ -551,64 +563,56 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 except Exception as error:
                     return None, _message(error)
 
-            def rn_config_fn(run_id: str | None, iteration: Any) -> tuple[str, str]:
+            def rn_config_fn(run_id: str | None, iteration: Any) -> tuple[Any, Any, str, Any]:
                 if not run_id:
-                    return gr.Code(), "❌ choose a run"
-                if not hasattr(forge, "config"):
-                    return gr.Code(), "❌ this kernel has no Forge.config (runs cannot be replayed yet)"
+                    return gr.Code(), gr.Textbox(), "❌ choose a run", gr.Markdown()
                 try:
-                    text = forge.config(run_id, int(iteration) or None)
+                    text = forge.config(run_id, int(iteration or 0) or None)
                 except Exception as error:
-                    return gr.Code(), _message(error)
-                return text, f"loaded the config of `{run_id}` into Fine-Tuning → Autonomous loop"
+                    return gr.Code(), gr.Textbox(), _message(error), gr.Markdown()
+                what = f"iteration {int(iteration)} of `{run_id}`" if iteration else f"`{run_id}`"
+                # the goal file path is cleared: what runs is this text, saved under the home
+                return (text, "", f"loaded the config of {what} into Fine-Tuning → Autonomous loop",
+                        f"loaded the config of {what} (`forge show {run_id} --config`); edit it and run it")
 
             def rn_fork_fn(run_id: str | None, iteration: Any, overrides: str, branch: str) -> tuple[Any, str]:
                 if not run_id:
                     return gr.Dropdown(), "❌ choose a run"
-                if not hasattr(forge, "fork"):
-                    return gr.Dropdown(), "❌ this kernel has no Forge.fork"
+                import yaml
+
                 values: dict[str, Any] = {}
                 for line in (overrides or "").splitlines():
                     if not line.strip():
                         continue
                     key, sep, raw = line.partition("=")
-                    if not sep:
-                        return gr.Dropdown(), f"❌ override {line!r} must look like KEY=VALUE"
-                    try:
-                        values[key.strip()] = json.loads(raw)
-                    except json.JSONDecodeError:
+                    if not sep or not key.strip():
+                        return gr.Dropdown(), f"❌ override {line!r} must look like KEY=VALUE (e.g. train.epochs=3)"
+                    try:  # read as YAML, as forge fork --set does: 3 a number, true a boolean, [a, b] a list
+                        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+                    except yaml.YAMLError:
                         values[key.strip()] = raw.strip()
-                params = {"run_id": run_id, "iteration": int(iteration) or None, "overrides": values,
+                params = {"run_id": run_id, "iteration": int(iteration or 0) or None, "overrides": values,
                           "branch": branch or None}
                 try:
                     job_id = forge.submit("fork", params)
                 except Exception as error:
                     return gr.Dropdown(), _message(error)
                 return (gr.Dropdown(choices=job_choices(("run", "resume", "fork")), value=job_id),
-                        f"fork started as job `{job_id}`; follow it in Fine-Tuning → Autonomous loop")
+                        f"fork started as job `{job_id}`; follow it in Fine-Tuning → Autonomous loop, then "
+                        "Refresh runs to see its branch")
 
             def ln_fn(node: str) -> str:
                 if not node or not node.strip():
                     return "❌ give an id"
                 try:
-                    data = forge.lineage(node.strip())
+                    return lineage_markdown(forge.lineage(node.strip()))
                 except Exception as error:
                     return _message(error)
-                lines = ["**ancestors**"] + [f"- {e.get('src_kind')} `{e.get('src')}` —{e.get('relation')}→ "
-                                              f"{e.get('dst_kind')} `{e.get('dst')}`" for e in data.get("ancestors") or []]
-                lines += ["", "**descendants**"] + [f"- {e.get('src_kind')} `{e.get('src')}` —{e.get('relation')}→ "
-                                                     f"{e.get('dst_kind')} `{e.get('dst')}`"
-                                                     for e in data.get("descendants") or []]
-                for ds in data.get("datasets") or []:
-                    lines.append(f"\n**dataset `{ds.get('id')}`** ({ds.get('n_examples')} examples) sources:")
-                    lines += [f"- {s.get('generator')} / {s.get('model') or '-'} / {s.get('prompt_template') or '-'}: "
-                              f"{s.get('count', s.get('n', ''))}" for s in ds.get("sources") or []]
-                return "\n".join(lines)
 
             rn_outputs = [rn_tree, rn_table, rn_id, ev_run]
             rn_refresh.click(rn_refresh_fn, outputs=rn_outputs)
             rn_show.click(rn_show_fn, inputs=rn_id, outputs=[rn_detail, rn_msg])
-            rn_config.click(rn_config_fn, inputs=[rn_id, rn_iter], outputs=[lp_yaml, rn_msg])
+            rn_config.click(rn_config_fn, inputs=[rn_id, rn_iter], outputs=[lp_yaml, lp_path, lp_msg, rn_msg])
             rn_fork.click(rn_fork_fn, inputs=[rn_id, rn_iter, rn_overrides, rn_branch], outputs=[lp_panel["job"], rn_msg])
             ln_go.click(ln_fn, inputs=ln_id, outputs=ln_md)
 
@@ -636,8 +640,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                     items = forge.review_queue()
                 except Exception as error:
                     return None, gr.Dropdown(), _message(error)
-                rows = [[i.get("item_id"), i.get("subject_kind"), i.get("run_id"), i.get("iteration"),
-                         str(i.get("payload"))[:300], str(i.get("reasons"))[:200]] for i in items]
+                rows = review_rows(items)
                 frame = pd.DataFrame(rows, columns=["item", "kind", "run", "iteration", "what", "why"])
                 ids = [r[0] for r in rows]
                 return frame, gr.Dropdown(choices=ids, value=ids[0] if ids else None), f"{len(ids)} pending item(s)"
@@ -668,43 +671,72 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
             targets = sorted(forge.catalogue().get("exporters", {})) if ex_available else []
             if not ex_available:
                 gr.Markdown("Export is not part of this kernel yet (`Forge.export`).")
+            elif not targets:
+                gr.Markdown("No exporter is installed (`pip install -e plugins/forgemind_hf` offers hf, gguf, ollama).")
             with gr.Row():
-                ex_ckpt = gr.Dropdown(label="Checkpoint", choices=[], allow_custom_value=True, elem_id="ex-ckpt")
-                ex_target = gr.Dropdown(targets, value=targets[0] if targets else None, label="Target",
-                                        elem_id="ex-target")
-                ex_refresh = gr.Button("Refresh checkpoints", size="sm")
+                ex_ckpt = gr.Dropdown(label="Checkpoint (a run's, or one trained or pre-trained here)", choices=[],
+                                      allow_custom_value=True, elem_id="ex-ckpt", scale=3)
+                ex_target = gr.Dropdown(targets, value="hf" if "hf" in targets else (targets[0] if targets else None),
+                                        label="Target", elem_id="ex-target", scale=1,
+                                        info="hf: a transformers folder; gguf: one llama.cpp file; "
+                                             "ollama: a Modelfile with its model")
+                ex_refresh = gr.Button("Refresh checkpoints", size="sm", scale=1)
             with gr.Row():
                 ex_author = gr.Textbox(label="author", elem_id="ex-author")
                 ex_license = gr.Textbox(label="license", value="apache-2.0", elem_id="ex-license")
                 ex_version = gr.Textbox(label="version", value="0.1.0", elem_id="ex-version")
                 ex_tags = gr.Textbox(label="tags (comma-separated)", elem_id="ex-tags")
-            ex_go = gr.Button("Export", variant="primary", elem_id="ex-go", interactive=ex_available)
-            ex_msg = gr.Markdown(elem_id="ex-msg")
-            ex_file = gr.File(label="Download", interactive=False, elem_id="ex-file")
+            ex_options = gr.Textbox(label="exporter options, one KEY=VALUE per line, as forge export --option "
+                                          "(hf: mode=both|merged|adapter; gguf: dtype=f32|f16; "
+                                          "ollama: source=gguf|safetensors|adapter)", lines=1, elem_id="ex-options")
+            ex_go = gr.Button("Export", variant="primary", elem_id="ex-go", interactive=bool(ex_available and targets))
+            with gr.Row():
+                with gr.Column():
+                    ex_msg = gr.Markdown(elem_id="ex-msg")
+                    ex_file = gr.File(label="Download the bundle (.zip)", interactive=False, elem_id="ex-file")
+                ex_card = gr.Markdown(label="Model card", elem_id="ex-card", max_height=600)
 
             def ex_fn(ckpt: str | None, target: str | None, author: str, license_: str, version: str,
-                      tags: str) -> tuple[str, Any]:
+                      tags: str, options_text: str) -> tuple[str, Any, str]:
+                import shutil
+                import time
+
+                import yaml
+
                 if not ckpt or not target:
-                    return "❌ choose a checkpoint and a target", None
+                    return "❌ choose a checkpoint and a target", None, ""
                 metadata = {"author": author, "license": license_, "version": version,
                             "tags": [t.strip() for t in (tags or "").split(",") if t.strip()]}
                 metadata = {k: v for k, v in metadata.items() if v}
-                import hashlib
-
-                out = home / "exports" / f"{target}-{hashlib.sha256(f'{ckpt}{metadata}'.encode()).hexdigest()[:10]}"
+                options: dict[str, Any] = {}
+                for line in (options_text or "").splitlines():
+                    if line.strip():
+                        key, sep, raw = line.partition("=")
+                        if not sep or not key.strip():
+                            return f"❌ option {line!r} must look like KEY=VALUE (e.g. mode=merged)", None, ""
+                        options[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+                # a new folder per export (forge export refuses a folder that is not empty)
+                name = f"{safe_name(Path(ckpt).name)[:40]}-{target}-{time.strftime('%Y%m%d-%H%M%S')}"
+                out = home / "exports" / name
+                n = 1
+                while out.exists() or out.with_suffix(".zip").exists():
+                    n += 1
+                    out = home / "exports" / f"{name}-{n}"
                 try:
-                    result = forge.export(ckpt, target, out, metadata)
+                    result = forge.export(ckpt, target, out, metadata, options)
                 except Exception as error:
-                    return _message(error), None
-                import shutil
-
+                    return _message(error), None, ""
                 archive = shutil.make_archive(str(out), "zip", root_dir=out)
-                return (f"✅ exported to `{result.get('path', out)}` ({len(result.get('files') or [])} files)",
-                        archive)
+                card_path = Path(result.get("out") or out) / "README.md"
+                card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+                if card.startswith("---\n"):  # the front matter as a YAML block, the body as Markdown
+                    front, _, body = card[4:].partition("\n---\n")
+                    card = f"```yaml\n{front}\n```\n{body}"
+                return export_markdown(result, archive), archive, card
 
-            ex_refresh.click(lambda: gr.Dropdown(choices=checkpoint_choices()), outputs=ex_ckpt)
-            ex_go.click(ex_fn, inputs=[ex_ckpt, ex_target, ex_author, ex_license, ex_version, ex_tags],
-                        outputs=[ex_msg, ex_file])
+            ex_refresh.click(lambda: gr.Dropdown(choices=checkpoint_choices(by_id=True)), outputs=ex_ckpt)
+            ex_go.click(ex_fn, inputs=[ex_ckpt, ex_target, ex_author, ex_license, ex_version, ex_tags, ex_options],
+                        outputs=[ex_msg, ex_file, ex_card])
 
         # ---- 8. Playground ----------------------------------------------------------------------
         with gr.Tab("Playground", id="playground"):
@@ -758,6 +790,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
             """A (re)loaded page: the newest job of each kind, the checkpoints and runs there are."""
             choices = checkpoint_choices()
             first = choices[0][1] if choices else None
+            by_id = checkpoint_choices(by_id=True)
             try:
                 run_ids = [r.get("id") for r in forge.runs()]
             except Exception:
@@ -765,7 +798,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
             return (newest(("pretrain",)), newest(("train",)), newest(("run", "resume", "fork")),
                     gr.Dropdown(choices=choices, value=first), gr.Dropdown(choices=choices),
                     gr.Dropdown(choices=choices, value=first), gr.Dropdown(choices=choices),
-                    gr.Dropdown(choices=choices, value=first),
+                    gr.Dropdown(choices=by_id, value=by_id[0][1] if by_id else None),
                     gr.Dropdown(choices=run_ids, value=run_ids[0] if run_ids else None),
                     gr.Dropdown(choices=run_ids, value=run_ids[0] if run_ids else None))
 
@@ -795,7 +828,9 @@ def launch(forge: Any, *, host: str = "127.0.0.1", port: int = 7860, token: str 
             return hmac.compare_digest(password.encode(), secret.encode())
 
     demo.queue(default_concurrency_limit=4)
+    (home / "exports").mkdir(parents=True, exist_ok=True)
     demo.launch(server_name=host, server_port=port, auth=auth, max_file_size=max_upload_bytes,
+                allowed_paths=[str(home / "exports")],  # the export zips, offered for download
                 prevent_thread_lock=not block, quiet=quiet, show_error=True, ssr_mode=False, mcp_server=False,
                 css=CSS, footer_links=[], auth_message="Log in with the dashboard's access token as password.")
     return demo

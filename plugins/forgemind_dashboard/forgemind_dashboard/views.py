@@ -12,14 +12,35 @@ from typing import Any
 __all__ = [
     "comparison_html",
     "events_log",
+    "export_markdown",
     "iterations_rows",
     "job_status_html",
+    "lineage_markdown",
     "loss_frame",
     "metric_frame",
+    "metric_plot_start",
     "pretrain_yaml",
-    "run_tree_markdown",
+    "review_rows",
+    "run_tree_html",
     "train_yaml",
 ]
+
+#: Column dtypes of the plotted frames. Gradio's LinePlot builds its chart once, from the dtypes of
+#: the value it starts with (numbers: a quantitative axis or colour scale, strings: nominal), and
+#: afterwards only swaps the rows; a start value whose series column is not a string gives a
+#: continuous colour scale, and vega then draws no line at all. So the empty start value and
+#: every later value have the same dtypes, fixed here.
+LOSS_DTYPES = {"step": "int64", "loss": "float64", "series": "str"}
+METRIC_DTYPES = {"iteration": "Int64", "value": "float64", "tier": "str"}
+#: The tiers a run evaluates. The chart's colour domain (and legend) also comes from its first
+#: value only, so the metric plot starts with one empty row (no iteration, no value) per tier.
+TIERS = ("canary", "full", "adversarial")
+
+
+def _frame(rows: Sequence[Mapping[str, Any]], dtypes: Mapping[str, str]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=list(dtypes)).astype(dict(dtypes))
 
 
 def _yaml(data: Any) -> str:
@@ -101,8 +122,6 @@ def events_log(events: Sequence[Mapping[str, Any]], limit: int = 400) -> str:
 
 def loss_frame(events: Sequence[Mapping[str, Any]]) -> Any:
     """``step``, ``loss`` (and ``series`` per iteration of a run) from ``train.loss`` metric events."""
-    import pandas as pd
-
     rows = []
     for event in events:
         payload = event.get("payload") or {}
@@ -110,7 +129,7 @@ def loss_frame(events: Sequence[Mapping[str, Any]]) -> Any:
             it = payload.get("iteration")
             rows.append({"step": int(payload.get("step") or 0), "loss": float(payload["value"]),
                          "series": f"iteration {it}" if it else "train"})
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    return _frame(rows, LOSS_DTYPES)
 
 
 def job_status_html(job: Mapping[str, Any]) -> str:
@@ -154,8 +173,6 @@ def iterations_rows(status: Mapping[str, Any]) -> list[list[Any]]:
 
 def metric_frame(run: Mapping[str, Any] | None, metric: str) -> Any:
     """``iteration``, ``value``, ``tier`` of one metric over a run's iterations (``Forge.show``)."""
-    import pandas as pd
-
     rows = []
     for it in (run or {}).get("iterations") or []:
         for tier, metrics in (it.get("scores") or {}).items():
@@ -164,7 +181,13 @@ def metric_frame(run: Mapping[str, Any] | None, metric: str) -> Any:
                 value = metrics["style"].get(metric)
             if isinstance(value, (int, float)):
                 rows.append({"iteration": int(it["iteration"]), "value": float(value), "tier": tier})
-    return pd.DataFrame(rows, columns=["iteration", "value", "tier"])
+    return _frame(rows, METRIC_DTYPES)
+
+
+def metric_plot_start() -> Any:
+    """The metric plot's first value: a row per tier without iteration or value (vega draws none),
+    so the chart is built with a nominal tier colour and a legend of every tier."""
+    return _frame([{"iteration": None, "value": float("nan"), "tier": t} for t in TIERS], METRIC_DTYPES)
 
 
 def _diff_html(parts: Any, text: str) -> str:
@@ -220,22 +243,77 @@ def comparison_html(comparison: Mapping[str, Any], limit: int = 100) -> str:
             f'{"".join(case_rows)}</table></div>')
 
 
-def run_tree_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
-    """Runs as an indented tree: forks under the run (and iteration) they came from."""
-    by_parent: dict[str | None, list[Mapping[str, Any]]] = {}
-    ids = {r.get("id") for r in runs}
-    for run in runs:
-        parent = run.get("parent_run") if run.get("parent_run") in ids else None
-        by_parent.setdefault(parent, []).append(run)
-    lines: list[str] = []
+def run_tree_html(roots: Sequence[Mapping[str, Any]]) -> str:
+    """``Forge.runs_tree`` (what ``forge runs --tree`` prints) as nested HTML lists: each run as
+    ``branch @ iteration N: id (status, outcome)``, its forks in a list inside its item. (HTML,
+    not indented Markdown bullets: gradio's Markdown renders those as one flat list.)"""
 
-    def walk(parent: str | None, depth: int) -> None:
-        for run in sorted(by_parent.get(parent, []), key=lambda r: str(r.get("started") or "")):
-            fork = f" ← fork of iteration {run.get('parent_iteration')}" if run.get("parent_run") else ""
-            branch = f" [{run.get('branch')}]" if run.get("branch") and run.get("branch") != "main" else ""
-            lines.append(f"{'    ' * depth}- `{run.get('id')}`{branch} {run.get('status') or ''} "
-                         f"{run.get('outcome') or ''}{fork}".rstrip())
-            walk(str(run.get("id")), depth + 1)
+    def item(node: Mapping[str, Any]) -> str:
+        at = f" @ iteration {node['parent_iteration']}" if node.get("parent_iteration") else ""
+        label = (f"<b>{html.escape(str(node.get('branch') or 'main'))}</b>{html.escape(at)}: "
+                 f"<code>{html.escape(str(node.get('id')))}</code> "
+                 f"({html.escape(str(node.get('status') or '-'))}, {html.escape(str(node.get('outcome') or '-'))})")
+        children = node.get("children") or []
+        return f"<li>{label}" + (f"<ul>{''.join(item(c) for c in children)}</ul>" if children else "") + "</li>"
 
-    walk(None, 0)
-    return "\n".join(lines) or "no runs yet"
+    if not roots:
+        return "<p>no runs yet</p>"
+    return f'<ul class="fm-tree">{"".join(item(r) for r in roots)}</ul>'
+
+
+def lineage_markdown(data: Mapping[str, Any]) -> str:
+    """``Forge.lineage``: ancestors (what it came from) and descendants (what came of it), one
+    ``kind id (relation)`` per line indented by depth, then each dataset's sources."""
+
+    def edges(rows: Sequence[Mapping[str, Any]] | None) -> list[str]:
+        out = []
+        for row in list(rows or [])[:200]:
+            depth = max(0, int(row.get("depth") or 1) - 1)
+            out.append(f"{'    ' * min(depth, 6)}- {row.get('kind')} `{row.get('id')}` ({row.get('relation')})")
+        return out or ["- none"]
+
+    lines = [f"**{data.get('kind')} `{data.get('id')}`**", "", "**ancestors** (what it came from)",
+             *edges(data.get("ancestors")), "", "**descendants** (what came of it)", *edges(data.get("descendants"))]
+    for ds in data.get("datasets") or []:
+        lines += ["", f"**dataset `{ds.get('id')}`** ({ds.get('n_examples')} examples) made by:"]
+        for s in ds.get("sources") or []:
+            parts = [f"generator `{s.get('generator')}`"]
+            if s.get("model"):
+                parts.append(f"model `{s['model']}`")
+            if s.get("prompt_template"):
+                parts.append(f"template `{s['prompt_template']}`")
+            lines.append(f"- {s.get('examples', s.get('count', '?'))} examples: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def review_rows(items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Review items as table rows: item, kind, run, iteration, what (prompt → completion, or the
+    checkpoint to promote), why (the reasons it was queued)."""
+    rows = []
+    for item in items:
+        payload = item.get("payload") or {}
+        example = payload.get("example") if isinstance(payload, Mapping) else None
+        if isinstance(example, Mapping):
+            what = f"{example.get('prompt', '')!s} → {example.get('completion', '')!s}"
+        elif isinstance(payload, Mapping) and payload.get("checkpoint_id"):
+            what = f"promote checkpoint {payload['checkpoint_id']} to {payload.get('channel', 'stable')}"
+        else:
+            what = str(payload)
+        reasons = item.get("reasons") or []
+        why = "; ".join(str(r) for r in reasons) if isinstance(reasons, (list, tuple)) else str(reasons)
+        rows.append([item.get("item_id"), item.get("subject_kind"), item.get("run_id"), item.get("iteration"),
+                     what[:300], why[:200]])
+    return rows
+
+
+def export_markdown(result: Mapping[str, Any], archive: str | None) -> str:
+    """``Forge.export``'s result: where the bundle is, its files and the zip offered for download."""
+    files = list(result.get("files") or [])
+    lines = [f"✅ **{result.get('target')} bundle** of checkpoint `{result.get('checkpoint_id')}`",
+             f"- folder: `{result.get('out')}`", f"- model: `{result.get('path')}`"]
+    if archive:
+        lines.append(f"- zip: `{archive}` (download below)")
+    lines += ["", f"**{len(files)} files:**", *(f"- `{f}`" for f in files[:60])]
+    if len(files) > 60:
+        lines.append(f"- … {len(files) - 60} more")
+    return "\n".join(lines)

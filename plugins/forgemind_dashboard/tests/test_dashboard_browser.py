@@ -141,7 +141,8 @@ def test_walk_every_tab(dashboard, page, artifacts, tmp_path):
     _wait_text(page, "#ft-status", "finished", 240)
     _wait_text(page, "#ft-result", "Saved model")
     _shot(page, artifacts, "2-fine-tuning")
-    tuned = next(j for j in forge.jobs() if j["kind"] == "train")["result"]["path"]
+    tuned_result = next(j for j in forge.jobs() if j["kind"] == "train")["result"]
+    tuned = tuned_result["path"]
 
     # path traversal in an upload's name lands inside the home
     page.locator("#ft-data button[aria-label*='Clear'], #ft-data button[aria-label*='clear']").first.click()
@@ -149,7 +150,7 @@ def test_walk_every_tab(dashboard, page, artifacts, tmp_path):
         {"name": "../../evil.jsonl", "mimeType": "application/json",
          "buffer": b'{"prompt": "p", "completion": "c"}\n'})
     page.locator("#ft-validate").click()
-    _wait_text(page, "#ft-valid", "valid")
+    _wait_text(page, "#ft-valid", "first 1 row(s)")  # not the previous dataset's "valid"
     assert list((home / "uploads").glob("*/evil.jsonl"))
     assert not (home.parent / "evil.jsonl").exists() and not (home.parent.parent / "evil.jsonl").exists()
 
@@ -187,19 +188,73 @@ def test_walk_every_tab(dashboard, page, artifacts, tmp_path):
     _tab(page, "Evaluation")
     _choose(page, "ev-run", run_id)
     page.locator("#ev-plot-btn").click()
-    page.wait_for_timeout(3000)
-    assert page.locator("#ev-plot canvas, #ev-plot svg").count() > 0
+    # what the run recorded: accuracy per tier and iteration
+    expected: dict[str, list[int]] = {}
+    for it in forge.show(run_id)["iterations"]:
+        for tier, metrics in it["scores"].items():
+            if isinstance(metrics.get("accuracy"), (int, float)):
+                expected.setdefault(tier, []).append(it["iteration"])
+    assert expected and all(len(its) >= 2 for its in expected.values())
+    _wait_text(page, "#ev-msg", f"{len(expected)} tier(s) over", 30)
+    # the chart (vega, SVG) draws one line per tier through one vertex per iteration, legend by tier
+    page.wait_for_function(f"document.querySelectorAll('#ev-plot g.mark-line path').length === {len(expected)}",
+                           timeout=15_000)
+    drawn = page.evaluate("""() => ({
+        lines: [...document.querySelectorAll('#ev-plot g.mark-line path')].map(p => p.getAttribute('d') || ''),
+        texts: [...document.querySelectorAll('#ev-plot svg text')].map(t => t.textContent)})""")
+    assert set(expected) <= set(drawn["texts"]), drawn  # the legend names each tier
+    strokes = page.evaluate("() => [...document.querySelectorAll('#ev-plot g.mark-line path')]"
+                            ".map(p => p.getAttribute('stroke'))")
+    assert len(set(strokes)) == len(expected), strokes  # a colour per tier
+    vertices = sorted(d.count("L") + 1 for d in drawn["lines"] if d.startswith("M"))
+    assert vertices == sorted(len(its) for its in expected.values()), drawn
     _shot(page, artifacts, "3-evaluation-metrics")
 
     # ---- Runs and lineage ------------------------------------------------------------------------
     _tab(page, "Runs and lineage")
     page.locator("#rn-refresh").click()
-    _wait_text(page, "#rn-tree", run_id, 30)
+    _wait_text(page, "#rn-tree", f"main: {run_id} (finished, promoted)", 30)
+    # load iteration 1's config (its plans pinned) into the loop form; it validates as it stands
+    _choose(page, "rn-id", run_id)
+    _fill(page, "rn-iter", "1")
+    page.locator("#rn-config").click()
+    _wait_text(page, "#rn-msg", "loaded the config of iteration 1", 30)
+    _tab(page, "Fine-Tuning")
+    page.get_by_role("tab", name="Autonomous loop").click()
+    loaded = page.locator("#lp-yaml").inner_text()
+    assert f"reproduces iteration 1 of run {run_id}" in loaded and "replay" in loaded
+    assert page.locator("#lp-path input, #lp-path textarea").first.input_value() == ""
+    page.locator("#lp-validate").click()
+    _wait_text(page, "#lp-msg", "the goal is valid", 30)
+    # fork the loop run at its last iteration with one changed setting, on a named branch
+    _tab(page, "Runs and lineage")
+    _fill(page, "rn-iter", "0")
+    _fill(page, "rn-overrides", "train.epochs=3")
+    _fill(page, "rn-branch", "more-epochs")
+    page.locator("#rn-fork").click()
+    _wait_text(page, "#rn-msg", "fork started as job", 30)
+    fork_job = next(j for j in forge.jobs() if j["kind"] == "fork")
+    _tab(page, "Fine-Tuning")
+    page.get_by_role("tab", name="Autonomous loop").click()
+    _wait_text(page, "#lp-status", "finished", 120)
+    assert fork_job["id"] in page.locator("#lp-status").inner_text()
+    _tab(page, "Runs and lineage")
+    page.locator("#rn-refresh").click()
+    (root,) = forge.runs_tree()
+    (child,) = root["children"]
+    assert child["branch"] == "more-epochs" and child["parent_iteration"] == 2
+    _wait_text(page, "#rn-tree", f"more-epochs @ iteration 2: {child['id']}", 30)
+    nested = page.evaluate("() => [...document.querySelectorAll('#rn-tree li li')].map(li => li.textContent)")
+    assert any(f"{child['id']}" in text for text in nested), page.locator("#rn-tree").inner_html()
+    assert [(c["key"], c["b"]) for c in forge.diff(run_id, child["id"])["config"]] == [("train.epochs", 3)]
     stable = forge.registry().channel("stable")[0]["checkpoint_id"]
     _fill(page, "ln-id", stable)
     page.locator("#ln-go").click()
     _wait_text(page, "#ln-md", "ancestors", 30)
-    assert "dataset" in page.locator("#ln-md").inner_text()
+    traced = page.locator("#ln-md").inner_text()
+    assert "None" not in traced and "examples: generator" in traced
+    edge = forge.lineage(stable)["ancestors"][0]
+    assert f"{edge['kind']} {edge['id']} ({edge['relation']})" in traced
     _shot(page, artifacts, "4-runs-and-lineage")
 
     # ---- Review: the Warden's queue, one item approved from the page ---------------------------
@@ -236,6 +291,34 @@ def test_walk_every_tab(dashboard, page, artifacts, tmp_path):
     page.wait_for_function("document.querySelectorAll('#pg-chat-b .message').length >= 2", timeout=60_000)
     assert "Code: eval(data)" in page.locator("#pg-chat-a").inner_text()
     _shot(page, artifacts, "8-playground")
+
+    # ---- Export: the fine-tuned checkpoint as an hf bundle with a model card, and its zip -------
+    import zipfile
+
+    _tab(page, "Export")
+    _choose(page, "ex-ckpt", tuned_result["id"])
+    _fill(page, "ex-author", "Dash Tester")
+    _fill(page, "ex-license", "mit")
+    _fill(page, "ex-version", "1.2.3")
+    _fill(page, "ex-tags", "colors, demo")
+    page.locator("#ex-go").click()
+    shown = _wait_text(page, "#ex-msg", "files:", 120)
+    out = Path(next(line.split("folder:", 1)[1].strip() for line in shown.splitlines() if "folder:" in line))
+    assert out.is_relative_to(home / "exports") and tuned_result["id"] in shown
+    written = sorted(str(f.relative_to(out)) for f in out.rglob("*") if f.is_file())
+    assert {"config.json", "model.safetensors", "README.md", "forgemind-export.json"} <= set(written)
+    assert all(name in shown for name in written)
+    card = page.locator("#ex-card").inner_text()
+    assert "license: mit" in card and "Dash Tester" in card and "1.2.3" in card and "demo" in card
+    assert (out / "README.md").read_text().count("Dash Tester") == 1
+    link = page.locator("#ex-file a").first
+    link.wait_for(timeout=30_000)
+    response = page.request.get(link.evaluate("a => a.href"))
+    assert response.ok
+    archive = tmp_path / "bundle.zip"
+    archive.write_bytes(response.body())
+    assert sorted(zipfile.ZipFile(archive).namelist()) == written
+    _shot(page, artifacts, "6-export")
 
     # ---- Learn mode: explainers with defined terms ---------------------------------------------
     _tab(page, "Fine-Tuning")

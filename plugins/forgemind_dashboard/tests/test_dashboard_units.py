@@ -9,9 +9,14 @@ from forgemind_dashboard.security import check_bind, is_loopback, safe_name, sto
 from forgemind_dashboard.views import (
     comparison_html,
     events_log,
+    export_markdown,
+    lineage_markdown,
     loss_frame,
+    metric_frame,
+    metric_plot_start,
     pretrain_yaml,
-    run_tree_markdown,
+    review_rows,
+    run_tree_html,
 )
 from forgemind_hookspecs import UserError
 
@@ -68,9 +73,48 @@ def test_views_show_what_the_api_returns():
                                                    "b": {"output": "z <b>", "passed": False,
                                                          "diff": [["-", "y"], ["+", "z <b>"]]}}}]})
     assert "&lt;x&gt;" in page and "<ins class=\"fm-add\">z &lt;b&gt;</ins>" in page and "-50.0 pts" in page
-    tree = run_tree_markdown([{"id": "r1", "status": "finished"},
-                              {"id": "r2", "parent_run": "r1", "parent_iteration": 2, "branch": "more-epochs"}])
-    assert tree.splitlines()[1].startswith("    - `r2` [more-epochs]") and "iteration 2" in tree
+    # the tree is Forge.runs_tree's (what forge runs --tree prints), labelled the same way
+    tree = run_tree_html([{"id": "r1", "branch": "main", "status": "finished", "outcome": "promoted",
+                           "children": [{"id": "r2", "parent_run": "r1", "parent_iteration": 2,
+                                         "branch": "more-epochs", "status": "running", "children": []}]}])
+    assert tree == ('<ul class="fm-tree"><li><b>main</b>: <code>r1</code> (finished, promoted)'
+                    "<ul><li><b>more-epochs</b> @ iteration 2: <code>r2</code> (running, -)</li></ul></li></ul>")
+    traced = lineage_markdown({"id": "c1", "kind": "checkpoint",
+                               "ancestors": [{"id": "d1", "kind": "dataset", "relation": "trained", "depth": 1},
+                                             {"id": "run1", "kind": "run", "relation": "produced", "depth": 2}],
+                               "descendants": [],
+                               "datasets": [{"id": "d1", "n_examples": 4, "sources": [
+                                   {"generator": "template", "model": None, "prompt_template": "warm", "examples": 4}]}]})
+    assert "- dataset `d1` (trained)\n    - run `run1` (produced)" in traced and "None" not in traced
+    assert "- 4 examples: generator `template`, template `warm`" in traced
+    rows = review_rows([{"item_id": "i1", "subject_kind": "example", "run_id": "q", "iteration": 1,
+                         "payload": {"example": {"prompt": "the sky", "completion": " cool"}},
+                         "reasons": ["sampled"]}])
+    assert rows == [["i1", "example", "q", 1, "the sky →  cool", "sampled"]]
+    shown = export_markdown({"checkpoint_id": "c1", "target": "hf", "out": "/h/exports/x", "path": "/h/exports/x",
+                             "files": ["README.md", "config.json"]}, "/h/exports/x.zip")
+    assert "`/h/exports/x.zip`" in shown and "**2 files:**\n- `README.md`\n- `config.json`" in shown
+
+
+def test_plots_start_with_the_column_types_their_data_has():
+    """Gradio's LinePlot builds its chart from the start value's column types and series and then
+    only swaps rows: an empty start frame whose series column is not text gives a colour scale vega
+    draws no line with (the metric plot showed axes but no lines); one without rows, no legend."""
+    import gradio as gr
+
+    run = {"iterations": [{"iteration": 1, "scores": {"canary": {"accuracy": 1.0}, "full": {"accuracy": 0.75}}},
+                          {"iteration": 2, "scores": {"full": {"accuracy": 1.0, "checkpoint_id": "c"}}}]}
+    frame = metric_frame(run, "accuracy")
+    assert frame.values.tolist() == [[1, 1.0, "canary"], [1, 0.75, "full"], [2, 1.0, "full"]]
+    start_rows = metric_plot_start()
+    assert list(start_rows["tier"]) == ["canary", "full", "adversarial"] and start_rows["value"].isna().all()
+    for empty, full, x, y, colour in ((start_rows, frame, "iteration", "value", "tier"),
+                                      (loss_frame([]), loss_frame([{"kind": "metric", "payload": {
+                                          "name": "train.loss", "value": 2.0, "step": 3, "iteration": 1}}]),
+                                       "step", "loss", "series")):
+        plot = gr.LinePlot(empty, x=x, y=y, color=colour)
+        start, later = plot.postprocess(empty).datatypes, plot.postprocess(full).datatypes
+        assert start == later and start[colour] == "nominal" and start[x] == start[y] == "quantitative"
 
 
 def test_learn_mode_defines_the_terms_it_uses():
