@@ -879,6 +879,7 @@ def _read_into(
     coerced = _check_sites(sites, catalogue, problems) if catalogue is not None else {}
     if goal is None:
         return None
+    _check_search(goal, problems)
     goal = _apply_coerced(goal, coerced)
     base = base_dir if base_dir is not None else Path.cwd()
     goal = attrs.evolve(
@@ -897,6 +898,19 @@ def _read_into(
 
             problems.errors.extend(validate_policy(goal.review.policy))
     return goal
+
+
+def _check_search(goal: Goal, problems: _Problems) -> None:
+    """The ``search`` section's values (docs/candidates.md); its shape cattrs has checked."""
+    from .candidates import space_key_problem
+
+    search = goal.search
+    if search.candidates < 1:
+        problems.add(("search", "candidates"), f"expected at least 1 candidate, got {search.candidates}")
+    for key, values in search.space.items():
+        problem = space_key_problem(key, values)
+        if problem:
+            problems.add(("search", "space", key), problem)
 
 
 def _read_file(path: str | os.PathLike[str]) -> tuple[bytes | None, ConfigError | None]:
@@ -1045,6 +1059,8 @@ def _goal_dict(goal: Goal) -> dict[str, Any]:
     }
     data["planner"] = _flat(goal.planner, ("backend",), {"backend": goal.planner.backend})
     data["executor"] = _flat(goal.executor, ("backend",), {"backend": goal.executor.backend})
+    if goal.search != type(goal.search)():
+        data["search"] = _plain_value(base_converter.unstructure(goal.search))
     review_head: dict[str, Any] = {}
     if goal.review.backend is not None:
         review_head["backend"] = goal.review.backend

@@ -415,6 +415,9 @@ class Loop:
     def _reused(self, iteration: int, stage: str) -> dict[str, Any]:
         """``{"inherited_from": parent run}`` for a stage a fork copied from its parent
         (forgemind_core/forks.py), so recorders link it as reused rather than produced here."""
+        adopted = (self.state.get("adopted") or {}).get(str(iteration))
+        if adopted and stage != "plan":  # the winning candidate's work (forgemind_core/candidates.py)
+            return {"inherited_from": adopted}
         parent = self.state.get("parent") or {}
         reused = (parent.get("reused") or {}).get(str(iteration)) or ()
         return {"inherited_from": parent["run_id"]} if stage in reused and parent.get("run_id") else {}
@@ -441,7 +444,9 @@ class Loop:
                         iteration += 1
                         continue
                     reasons = list(decision.reasons)
-                    if decision.action == "promote" and self._needs_approval():  # stays a candidate
+                    if decision.action == "promote" and self._is_candidate():  # its parent run decides
+                        outcome = "met"
+                    elif decision.action == "promote" and self._needs_approval():  # stays a candidate
                         outcome = "candidate"
                         reasons.append(f"checkpoint {decision.checkpoint_id} awaits approval: "
                                        f"forge approve {decision.checkpoint_id}")
@@ -460,6 +465,9 @@ class Loop:
             return self.summary()
         finally:
             self._unlock()
+
+    def _is_candidate(self) -> bool:
+        return (self.state.get("parent") or {}).get("candidate") is not None
 
     def _needs_approval(self) -> bool:
         return bool(self.policy is not None and self.policy.approval_required)
@@ -493,6 +501,15 @@ class Loop:
         self._record("plan", iteration=n, stage="plan", payload={"plan": to_dict(plan), "reasons": list(plan.reasons)})
         for reason in plan.reasons:
             self.reporter.line(f"  planner: {reason}")
+        if self.goal.search.candidates > 1:  # K plans as branches of the run (forgemind_core/candidates.py)
+            from .candidates import adopt_winner, run_candidates
+
+            cand = self._stage(n, "candidates", lambda ctx: run_candidates(self, n, plan, plan_data, ctx),
+                               lambda d: {"winner_run": d["winner_run"], "candidates": len(d["candidates"])})
+            if cand["winner_run"] is None:
+                return self._finish_iteration(n, Decision("stop", reasons=(cand["reason"],)))
+            adopt_winner(self, n, cand)
+            plan = from_dict(Plan, cand["plan"])
 
         gen = self._stage(n, "generate", lambda ctx: self._generate(n, plan, ctx), lambda d: {"generated": d["generated"]})
         self.reporter.line(f"  generate: {gen['generated']} examples" + (f" ({gen['note']})" if gen.get("note") else ""))
@@ -545,11 +562,11 @@ class Loop:
         if not recorded:
             _write_json(self.iter_dir(n) / "decide.json", {"decision": to_dict(decision)})
         self._record("decision", iteration=n, stage="decide", payload={"decision": to_dict(decision)})
-        if decision.action == "promote" and decision.checkpoint_id and self._needs_approval():
+        if decision.action == "promote" and decision.checkpoint_id and self._needs_approval() and not self._is_candidate():
             from .warden.review import request_approval
 
             request_approval(self, n, decision.checkpoint_id, decision.reasons)
-        elif decision.action == "promote" and decision.checkpoint_id:
+        elif decision.action == "promote" and decision.checkpoint_id and not self._is_candidate():
             self._record("promotion", iteration=n, stage="decide",
                          payload={"checkpoint_id": decision.checkpoint_id, "channel": "stable", "run_id": self.run_id})
         self.reporter.line(f"  decision: [bold]{decision.action}[/bold] - " + "; ".join(decision.reasons))

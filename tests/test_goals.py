@@ -247,7 +247,7 @@ def test_every_problem_is_reported_in_line_order(tmp_path: Path) -> None:
         f"{path}:8: generate[1].backend: required: name the generator to use",
         f"{path}:9: seed: expected an integer, got 'x'",
         f"{path}:10: colour: unknown key; allowed keys: name, task, success, limits, pack, pretrain, "
-        "generate, filter, train, evaluate, planner, executor, review, seed, export",
+        "generate, filter, train, evaluate, planner, executor, search, review, seed, export",
     ]
     with pytest.raises(ConfigError) as raised:
         load_goal(path)
@@ -576,6 +576,8 @@ def _other_value(tp: Any, default: Any, where: str, root: Path) -> Any:
     if where == "review.policy":
         (root / "policy.yaml").write_text("name: p\n")
         return str((root / "policy.yaml").resolve())
+    if where == "search.space":  # keys the search section accepts (docs/candidates.md)
+        return {"train.learning_rate": (0.001, 0.003), "strategy": ("varied",)}
     if isinstance(tp, type) and attrs.has(tp):
         attrs.resolve_types(tp)  # field types may still be strings (postponed annotations)
         return tp(**{

@@ -246,28 +246,60 @@ class FixedPlanner:
 
 
 class LocalExecutor:
-    """Runs work items on this machine: in worker processes sized to the CPU count, or in this
-    process when there is one item or one worker."""
+    """Runs work items on this machine: in worker processes sized to the CPU count (and, when
+    ``memory_gb`` per item is given, to the memory available), or one after another in this
+    process when there is one item or room for one worker."""
 
     name: ClassVar[str] = "local"
 
     @frozen
     class Options:
         workers: int = 0  # 0 = one per CPU core, at most one per item
+        memory_gb: float = 0.0  # memory one item needs; 0 = do not size by memory
 
     def __init__(self, options: LocalExecutor.Options) -> None:
         self.options = options
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], ctx: StageContext) -> list[R]:
+    def workers_for(self, items: int) -> int:
+        """How many items run at once: the option (or the CPU count), at most one per item and,
+        with ``memory_gb``, as many as the available memory holds (at least one)."""
         workers = self.options.workers or (os.cpu_count() or 1)
-        workers = max(1, min(workers, len(items)))
+        if self.options.memory_gb > 0:
+            available = _available_memory_gb()
+            if available is not None:
+                workers = min(workers, int(available // self.options.memory_gb))
+        return max(1, min(workers, items))
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], ctx: StageContext) -> list[R]:
+        workers = self.workers_for(len(items))
         if workers == 1:
             return [fn(item) for item in items]
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # A fair share of the cores per worker, so parallel torch trainings do not oversubscribe.
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_share_threads, initargs=(threads,)) as pool:
             return list(pool.map(fn, items))
+
+
+def _available_memory_gb() -> float | None:
+    """Memory available now (Linux: ``MemAvailable``), or ``None`` where it is not cheap to know."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _share_threads(threads: int) -> None:
+    """Worker start-up: cap the math libraries' threads before torch (or numpy) is imported."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FORGEMIND_WORKER_THREADS"):
+        os.environ[var] = str(threads)
 
 
 @hookimpl

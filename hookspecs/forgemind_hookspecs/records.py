@@ -40,6 +40,7 @@ __all__ = [
     "ReviewDecision",
     "ReviewItem",
     "ReviewSection",
+    "SearchSection",
     "Source",
     "SuccessCriterion",
     "TaskPack",
@@ -157,6 +158,19 @@ class ReviewSection:
 
 
 @frozen
+class SearchSection:
+    """Parallel experimentation (docs/candidates.md): ``candidates`` plans per iteration, the
+    planner's own plan first and the rest drawn from ``space`` (a goal-file key such as
+    ``train.learning_rate``, ``dataset_size`` or ``strategy`` -> the values to try); each runs as
+    a branch of the run on the goal's executor and the best by the success criterion wins.
+    ``storage`` is where workers write (default: the ForgeMind home; a path every node sees)."""
+
+    candidates: int = 1
+    space: Mapping[str, tuple[Any, ...]] = Factory(_frozen_dict)
+    storage: str | None = None
+
+
+@frozen
 class Goal:
     """A goal: the task, the success criterion, the limits and one section per pillar.
 
@@ -177,6 +191,7 @@ class Goal:
     evaluate: EvaluateSection = EvaluateSection()
     planner: BackendChoice = BackendChoice("default")
     executor: BackendChoice = BackendChoice("local")
+    search: SearchSection = SearchSection()
     review: ReviewSection = ReviewSection()
     seed: int = 0
     source: str | None = None
