@@ -20,6 +20,7 @@ PACKAGES = [
     "-e", "plugins/forgemind_openai",
     "-e", "plugins/forgemind_dashboard",
     "-e", "plugins/forgemind_detoxify",
+    "-e", "plugins/forgemind_ray",
     "-e", ".",
 ]
 #: The plugin author guide's complete example (docs/plugins.md), installed like a third party's.
@@ -78,5 +79,6 @@ def bench(session: nox.Session) -> None:
         "benchmarks/warden_bench.py",
         "benchmarks/train_bench.py",
         "benchmarks/quickstart_bench.py",
+        "benchmarks/candidates_bench.py",
     ]:
         session.run("python", script)
