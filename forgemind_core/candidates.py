@@ -45,7 +45,6 @@ from attrs import Factory, evolve, frozen
 from forgemind_hookspecs import (
     Event,
     ForgeError,
-    GenerationPlan,
     Goal,
     Plan,
     SearchSection,
@@ -359,7 +358,8 @@ def run_candidates(loop: Any, n: int, plan: Plan, plan_data: Mapping[str, Any], 
     projected = _projected_costs(loop, n, [p for p, _ in proposed])
     notes: list[str] = []
     if remaining is not None and all(c is not None for c in projected):
-        kept, total = [], 0.0
+        kept: list[tuple[Plan, dict[str, Any]]] = []
+        total = 0.0
         for item, cost in zip(proposed, projected, strict=True):
             if total + float(cost or 0.0) <= remaining + 1e-12 or not kept:
                 kept.append(item)
