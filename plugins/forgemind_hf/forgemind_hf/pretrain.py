@@ -8,6 +8,8 @@ resumes; the folder is renamed into place only when complete.
 
 from __future__ import annotations
 
+import ast
+import functools
 import glob
 import hashlib
 import json
@@ -28,7 +30,7 @@ from forgemind_hookspecs.records import Checkpoint, PretrainSpec, content_hash
 from .logs import log
 from .options import Preset, preset
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "base_key", "corpus_files", "corpus_texts", "pretrain",
+__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "base_key", "corpus_files", "corpus_texts", "pretrain", "python_docs_texts",
            "train_tokenizer"]
 
 #: Role markers are single special tokens; a finished turn ends with EOS.
@@ -68,14 +70,53 @@ def corpus_files(corpus: str) -> list[Path]:
     return sorted(files, key=lambda p: hashlib.sha256(rel[p].encode()).hexdigest())
 
 
+@functools.lru_cache(maxsize=1)
+def python_docs_texts() -> tuple[str, ...]:
+    """The ``python-docs`` corpus: English prose that every Python installation ships — the
+    docstrings of the standard library's modules, classes and functions (read with ``ast``,
+    never imported) and the reference topics of ``pydoc_data`` (~2 MB). A base for tasks in
+    English rather than code. One document per module, in the order of :func:`corpus_files`."""
+    texts: list[str] = []
+    for path in corpus_files("stdlib"):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        docs = [
+            doc for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and (doc := ast.get_docstring(node))
+        ]
+        if docs:
+            texts.append("\n\n".join(docs))
+    topics = Path(sysconfig.get_paths()["stdlib"]) / "pydoc_data" / "topics.py"
+    if topics.is_file():
+        tree = ast.parse(topics.read_text(encoding="utf-8"))
+        texts.extend(
+            node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) > 200
+        )
+    return tuple(texts)
+
+
 def corpus_texts(corpus: str, max_bytes: int) -> list[str]:
     """Read documents of the corpus until ``max_bytes`` (UTF-8) are collected.
 
-    ``.jsonl`` files use their ``text`` field (validated row by row); other files are one
-    document each; undecodable files in folders/globs are skipped (the stdlib has a few).
+    ``stdlib`` is the standard library's source, ``python-docs`` its English prose (see
+    :func:`python_docs_texts`); otherwise a file, folder or glob: ``.jsonl`` files use their
+    ``text`` field (validated row by row); other files are one document each; undecodable
+    files in folders/globs are skipped (the stdlib has a few).
     """
     texts: list[str] = []
     used = 0
+    if corpus == "python-docs":
+        for doc in python_docs_texts():
+            if used >= max_bytes:
+                break
+            doc = doc[: max_bytes - used]
+            texts.append(doc)
+            used += len(doc.encode("utf-8"))
+        return texts
     for path in corpus_files(corpus):
         if used >= max_bytes:
             break

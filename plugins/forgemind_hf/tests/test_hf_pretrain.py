@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from forgemind_hf import HFTrainer
-from forgemind_hf.pretrain import corpus_files
+from forgemind_hf.pretrain import corpus_files, corpus_texts, python_docs_texts
 from forgemind_hookspecs import PretrainSpec, StageContext, UserError
 
 SMALL = {"layers": 2, "hidden": 64, "heads": 4, "ffn": 128, "vocab": 512, "seq_len": 64, "batch_size": 4,
@@ -55,6 +55,16 @@ def test_corpus_kinds(corpus_dir: Path, tmp_path: Path) -> None:
     assert [p.name for p in corpus_files(str(corpus_dir / "*.txt"))] == ["a.txt"]
     with pytest.raises(UserError, match="no readable text files"):
         corpus_files(str(tmp_path / "nothing-*.txt"))
+
+
+def test_python_docs_corpus_is_english_prose_not_code() -> None:
+    texts = corpus_texts("python-docs", 300_000)
+    joined = "\n".join(texts)
+    assert 250_000 <= sum(len(t.encode("utf-8")) for t in texts) <= 303_000  # the cap holds (cut by characters)
+    assert "Return " in joined and " the " in joined  # docstrings and reference prose ...
+    assert "def " not in joined[:20_000] and "import " not in joined[:2_000]  # ... not source code
+    every = python_docs_texts()  # parsed once per process (cached), in a fixed order: a stable cache key
+    assert len(every) > 300 and list(every[: len(texts) - 1]) == texts[:-1]
 
 
 def test_unknown_preset_is_a_config_error(corpus_dir: Path, stage_context: StageContext) -> None:
