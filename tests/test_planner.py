@@ -251,13 +251,14 @@ def test_the_packs_label_weights_set_the_first_plans_shares(stage_context):
     assert _plan([], stage_context).next_plan.generation[0].category_weights == {}
 
 
-def test_targeting_multiplies_the_packs_prior(stage_context):
-    ctx = _with_prior(stage_context, {"none": 2.0})
-    history = [_summary(full={"alpha": 0.5, "beta": 1.0, "gamma": 1.0, "none": 1.0})]
+def test_the_packs_prior_is_a_floor_that_targeting_raises(stage_context):
+    ctx = _with_prior(stage_context, {"none": 2.0, "beta": 2.0})
+    history = [_summary(full={"alpha": 0.5, "beta": 1.0, "gamma": 1.0, "none": 0.1})]
     weights = _plan(history, ctx).next_plan.generation[0].category_weights
     boosted = _plan(history, stage_context).next_plan.generation[0].category_weights
-    assert boosted["alpha"] > 1.0 and weights["alpha"] == boosted["alpha"]
-    assert weights["none"] == 2.0 and weights["beta"] == 1.0
+    assert boosted["alpha"] > 1.0 and weights["alpha"] == boosted["alpha"]  # targeting as without a prior
+    assert boosted["none"] > 2.0 and weights["none"] == boosted["none"]  # raised above the floor, not doubled
+    assert weights["beta"] == 2.0 and weights["gamma"] == 1.0  # passing labels keep their prior share
 
 
 def test_fixed_schedule_keeps_the_packs_prior_but_no_targeting(stage_context):

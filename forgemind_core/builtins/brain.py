@@ -178,8 +178,8 @@ class DefaultPlanner:
             for category in per_category:
                 weights.setdefault(category, 1.0)
         prior = _label_prior(ctx)
-        if prior:  # the pack's prior share, times the targeting boost
-            weights = {c: round(w * weights.get(c, 1.0), 2) for c, w in prior.items()} | {
+        if prior:  # the pack's prior share is each label's floor; targeting may raise it, not multiply it
+            weights = {c: max(w, weights.get(c, 1.0)) for c, w in prior.items()} | {
                 c: w for c, w in weights.items() if c not in prior}
 
         # Data volume.
