@@ -3,6 +3,7 @@
 - :func:`pass_forge` hands the command the :class:`~forgemind_core.api.Forge` built by the group.
 - :data:`json_option` adds ``--json``; :func:`echo_json` prints machine output.
 - :func:`console` is the rich console for human output (stdout); :func:`err_console` for stderr.
+- :func:`key_values` reads repeated ``KEY=VALUE`` options.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["console", "echo_json", "err_console", "json_option", "pass_forge"]
+__all__ = ["console", "echo_json", "err_console", "json_option", "key_values", "pass_forge"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +38,24 @@ def pass_forge(fn: F) -> F:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of tables.")
+
+
+def key_values(pairs: Sequence[str], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs of the repeated option ``--<option>``; a VALUE that parses as JSON is
+    used as JSON (numbers, lists, true), any other VALUE as text. A pair without ``=`` or a key
+    is a :class:`~forgemind_hookspecs.UserError` naming the option."""
+    from forgemind_hookspecs import UserError
+
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--{option} {pair!r} must look like KEY=VALUE", field=option)
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
 
 
 def echo_json(data: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..clitools import echo_json, json_option, pass_forge
+from ..clitools import echo_json, json_option, key_values, pass_forge
 
 __all__ = ["checkpoints", "jobs"]
 
@@ -84,18 +84,7 @@ def submit_job(forge: Any, kind: str, params: tuple[str, ...], as_json: bool) ->
     forge jobs submit train -p base=BASE -p data=train.jsonl -p method=lora -p 'hyperparameters={"epochs": 1}'
     forge jobs show JOB --follow
     """
-    from forgemind_hookspecs import UserError
-
-    values: dict[str, Any] = {}
-    for pair in params:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--param {pair!r} must look like KEY=VALUE", field="param")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw
-    job_id = forge.submit(kind, values, detach=True)
+    job_id = forge.submit(kind, key_values(params, "param"), detach=True)
     if as_json:
         echo_json({"job": job_id})
     else:

@@ -9,35 +9,18 @@ runs recorded or from a fresh evaluation on ``--suite``. Both are ``Forge.evalua
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..clitools import console, echo_json, json_option, pass_forge
+from ..clitools import console, echo_json, json_option, key_values, pass_forge
 
 __all__ = ["compare_command", "eval_command"]
 
 _TIERS = ("canary", "full", "adversarial")
-
-
-def _runner_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a VALUE that parses as JSON is used as JSON (numbers, lists, true)."""
-    from forgemind_hookspecs import UserError
-
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--runner-option {pair!r} must look like KEY=VALUE", field="runner-option")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 class _Progress:
@@ -72,7 +55,7 @@ def _eval_options(options: Mapping[str, Any], as_json: bool) -> dict[str, Any]:
     return {
         "tier": options["tier"],
         "runner": options["runner"],
-        "runner_options": _runner_options(options["runner_option"]),
+        "runner_options": key_values(options["runner_option"], "runner-option"),
         "pack": options["pack_dir"],
         "prompt_format": options["prompt_format"],
         "scorer": options["scorer"],
