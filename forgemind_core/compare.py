@@ -250,6 +250,7 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
         f"[green]{len(comparison['improvements'])} improvements[/], "
         f"{counts['still_failing']} failing everywhere, {counts['same']} unchanged"
     )
+    plain = bool(console.no_color or console.color_system is None)
     cases = Table(title="Cases (regressions first)", show_lines=True)
     cases.add_column("status")
     cases.add_column("tier / category")
@@ -274,10 +275,11 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
                 continue
             mark = "✓" if out["passed"] else "✗"
             if "diff" in out:
+                # Without colour (a pipe, NO_COLOR) strike and green vanish, so the changes are
+                # marked the way wdiff marks them: [-removed-]{+added+}.
+                marks = _PLAIN_MARKS if plain else _COLOUR_MARKS
                 text = "".join(
-                    escape(t)
-                    if op == "="
-                    else (f"[red strike]{escape(t)}[/]" if op == "-" else f"[green]{escape(t)}[/]")
+                    escape(t) if op == "=" else f"{marks[op][0]}{escape(t)}{marks[op][1]}"
                     for op, t in out["diff"]
                 )
             else:
@@ -287,6 +289,10 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
     console.print(cases)
     if len(comparison["cases"]) > max_cases:
         console.print(f"… {len(comparison['cases']) - max_cases} more cases (use --json or --html for all)")
+
+
+_COLOUR_MARKS = {"-": ("[red strike]", "[/]"), "+": ("[green]", "[/]")}
+_PLAIN_MARKS = {"-": ("\\[-", "-]"), "+": ("{+", "+}")}  # rich reads \[ as a literal "["
 
 
 def _short(text: str, n: int) -> str:

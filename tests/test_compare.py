@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from forgemind_hookspecs import EvalReport, EvalResult, UserError, to_dict
+from rich.console import Console
 from test_trials import SUITE_ROWS, make_cli, write_model, write_suite
 
-from forgemind_core.compare import compare_reports, load_recorded_reports, render_html, word_diff
+from forgemind_core.compare import compare_reports, load_recorded_reports, render_html, render_rich, word_diff
 
 
 def _result(case: str, output: str, passed: bool, category: str = "c", tier: str = "full") -> EvalResult:
@@ -88,6 +90,18 @@ def test_missing_cases_and_tiers_and_single_checkpoint() -> None:
 def test_word_diff() -> None:
     assert word_diff("B602 shell", "B602 shell") == [("=", "B602 shell")]
     assert word_diff("a b c", "a x c") == [("=", "a "), ("-", "b"), ("+", "x"), ("=", " c")]
+
+
+def test_terminal_marks_changed_words_with_and_without_colour() -> None:
+    plain = io.StringIO()
+    render_rich(compare_reports(_reports()), Console(file=plain, no_color=True, width=200))
+    text = plain.getvalue()
+    assert "[-B602-]{+B303+} yes" not in text  # the diff is word by word, not the whole output
+    assert "[-B602-]{+B303+}" in text and "[-B303-]{+B602+}" in text  # k3 regressed, k2 improved
+    coloured = io.StringIO()
+    console = Console(file=coloured, force_terminal=True, color_system="truecolor", no_color=False, width=200)
+    render_rich(compare_reports(_reports()), console)
+    assert "{+" not in coloured.getvalue() and "\x1b[9;31mB602" in coloured.getvalue()  # red strike-through
 
 
 def test_html_is_self_contained_and_escaped() -> None:
