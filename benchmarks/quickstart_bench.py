@@ -6,8 +6,11 @@
 Runs `forge run GOAL --json` in a child process (a fresh home unless --home is given; the tiny
 base is reused from the shared cache unless --fresh-base) and prints, per iteration, the data
 counts and the canary/full/adversarial scores, then the outcome, wall time and the peak resident
-memory of the run (the child and its children). Targets (issue 9): goal met within 3 iterations,
-full-tier score rising every iteration, under 10 minutes and under 4 GiB on a 2-core CPU.
+memory of the run (the child and its children). Cost is shown two ways: the run's own `cost_usd`
+(measured training time x the CPU price, so it grows when something else loads the machine) and the
+tokens fine-tuning processed (the compute itself, the same however loaded the machine was).
+Targets (issue 9): goal met within 3 iterations, full-tier score rising every iteration, under 10
+minutes and under 4 GiB on a 2-core CPU.
 
 `--planner fixed` runs the same goal under the fixed-schedule baseline (data doubled each
 iteration, no targeting, no hyper-parameter changes) for the planner-vs-schedule comparison.
@@ -62,12 +65,15 @@ def main() -> None:
     summary = json.loads(proc.stdout)
 
     print(f"goal {summary['goal']}  planner {args.planner}  run {summary['run_id']}")
-    print(f"{'iter':>4} {'generated':>9} {'kept':>6} {'canary':>7} {'full':>6} {'advers.':>7} {'cost $':>8} {'sec':>6}  decision")
+    print(f"{'iter':>4} {'generated':>9} {'kept':>6} {'canary':>7} {'full':>6} {'advers.':>7} {'train tokens':>12} "
+          f"{'cost $':>8} {'sec':>6}  decision")
+    tokens = []
     for it in summary["iterations"]:
         tiers = {t: (f"{it['scores'][t]:.0%}" if t in it["scores"] else "-") for t in ("canary", "full", "adversarial")}
+        tokens.append(train_tokens(home, summary["run_id"], it["iteration"]))
         print(f"{it['iteration']:>4} {it['data']['generated']:>9} {it['data']['kept']:>6} {tiers['canary']:>7} "
-              f"{tiers['full']:>6} {tiers['adversarial']:>7} {it['cost_usd']:>8.4f} {it['seconds']:>6.0f}  "
-              f"{(it.get('decision') or {}).get('action', '-')}")
+              f"{tiers['full']:>6} {tiers['adversarial']:>7} {tokens[-1]:>12,} {it['cost_usd']:>8.4f} "
+              f"{it['seconds']:>6.0f}  {(it.get('decision') or {}).get('action', '-')}")
     fulls = [it["scores"].get("full") for it in summary["iterations"] if "full" in it["scores"]]
     result = {
         "goal": summary["goal"],
@@ -78,12 +84,22 @@ def main() -> None:
         "full_rising": all(b > a for a, b in itertools.pairwise(fulls)),
         "final_full": fulls[-1] if fulls else None,
         "cost_usd": summary["cost_usd"],
+        "train_tokens": sum(tokens),
         "wall_s": round(wall, 1),
         "peak_rss_gib": round(peak_kib / 1024 / 1024, 2),
         "reasons": summary["reasons"],
     }
     print(f"outcome {result['outcome']}; wall {result['wall_s']} s; peak RSS {result['peak_rss_gib']} GiB")
     print(json.dumps(result))
+
+
+def train_tokens(home: Path, run_id: str, iteration: int) -> int:
+    """Tokens the iteration's fine-tuning processed (its checkpoint's manifest; 0 when it did not
+    train): the compute a try cost, independent of what else loaded the machine meanwhile."""
+    path = home / "runs" / run_id / f"iter-{iteration}" / "train.json"
+    if not path.is_file():
+        return 0
+    return int(json.loads(path.read_text())["checkpoint"]["manifest"].get("tokens", 0))
 
 
 if __name__ == "__main__":
