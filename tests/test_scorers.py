@@ -18,11 +18,13 @@ from forgemind_core.builtins import adversary, scorers
 from forgemind_core.builtins.adversary import PerturbAdversary, find_code
 from forgemind_core.builtins.scorers import (
     ExactMatchScorer,
+    JsonMatchScorer,
     JsonSchemaScorer,
     LabelMatchScorer,
     PythonAstScorer,
     RegexScorer,
     called_names,
+    extract_json,
     extract_label,
 )
 
@@ -38,7 +40,7 @@ def _one(scorer, expected: str, output: str, **case_fields):
 
 def test_hook_forgemind_register_scorers() -> None:
     found = collect_backends(make_plugin_manager([scorers]), "scorers")
-    assert set(found) == {"exact_match", "label_match", "regex", "json_schema", "python_ast"}
+    assert set(found) == {"exact_match", "label_match", "regex", "json_schema", "json_match", "python_ast"}
     assert all(info.plugin for info in found.values())
     assert found["label_match"].description.startswith("The first label-like token")
 
@@ -138,6 +140,77 @@ def test_json_schema_from_options_and_invalid_schema() -> None:
     assert not _one(scorer, "", "{}").passed
     with pytest.raises(DataError, match="schema is invalid"):
         _one(JsonSchemaScorer(), "", "{}", meta={"schema": {"type": 12}})
+
+
+# --- json_match -------------------------------------------------------------------------------------
+
+ORDER = '{"order": "48213", "email": "anna.k@example.com", "amount": null}'
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ('```json\n{"a": 1}\n```', {"a": 1}),
+        (' {"a": "x"} Thanks, and {"b": 2}', {"a": "x"}),
+        ('Here it is: {"a": [1, 2]}', {"a": [1, 2]}),
+        ('{broken {"a": null}', {"a": None}),
+        ("[1, 2] then text", [1, 2]),
+    ],
+)
+def test_extract_json_finds_the_first_value(text: str, value: object) -> None:
+    assert extract_json(text) == value
+
+
+def test_extract_json_without_json_raises() -> None:
+    with pytest.raises(ValueError, match="no JSON"):
+        extract_json("order 48213, no json here")
+
+
+def test_json_match_all_fields_and_trailing_text() -> None:
+    result = _one(
+        JsonMatchScorer(), ORDER, ' {"order": "48213", "email": "anna.k@example.com", "amount": null}</s>x'
+    )
+    assert result.passed and result.score == 1.0
+    assert result.details["matched"] == 3 and result.details["wrong"] == {}
+
+
+def test_json_match_scores_the_share_of_right_fields() -> None:
+    result = _one(JsonMatchScorer(), ORDER, '{"order": "48213", "email": "anna@example.com", "amount": null}')
+    assert not result.passed and result.score == pytest.approx(2 / 3)
+    assert result.details["wrong"] == {"email": {"expected": "anna.k@example.com", "got": "anna@example.com"}}
+    assert "email: expected 'anna.k@example.com'" in result.details["reason"]
+    missing = _one(JsonMatchScorer(), ORDER, '{"order": "48213"}')
+    assert missing.score == pytest.approx(1 / 3) and missing.details["wrong"]["amount"]["got"] == "<missing>"
+
+
+def test_json_match_normalises_whitespace_numbers_and_optionally_case() -> None:
+    assert _one(JsonMatchScorer(), '{"n": 2, "s": "a  b"}', '{"n": 2.0, "s": " a b "}').passed
+    assert not _one(JsonMatchScorer(), '{"s": "Anna"}', '{"s": "anna"}').passed
+    assert _one(
+        JsonMatchScorer(JsonMatchScorer.Options(case_insensitive=True)), '{"s": "Anna"}', '{"s": "anna"}'
+    ).passed
+    assert not _one(JsonMatchScorer(), '{"flag": true}', '{"flag": 1}').passed
+
+
+def test_json_match_extra_keys_fail_unless_allowed() -> None:
+    extra = _one(JsonMatchScorer(), '{"a": 1}', '{"a": 1, "b": 2}')
+    assert not extra.passed and extra.score == 1.0 and extra.details["extra"] == ["b"]
+    assert "unexpected keys b" in extra.details["reason"]
+    assert _one(
+        JsonMatchScorer(JsonMatchScorer.Options(allow_extra=True)), '{"a": 1}', '{"a": 1, "b": 2}'
+    ).passed
+
+
+def test_json_match_non_json_non_object_and_bad_expected() -> None:
+    garbage = _one(JsonMatchScorer(), ORDER, "order 48213")
+    assert not garbage.passed and garbage.score == 0.0 and "no JSON" in garbage.details["reason"]
+    listed = _one(JsonMatchScorer(), ORDER, '["48213"]')
+    assert not listed.passed and "expected a JSON object" in listed.details["reason"]
+    assert _one(JsonMatchScorer(), '["a", "b"]', '["a", "b"]').passed
+    assert not _one(JsonMatchScorer(), '["a", "b"]', '["b", "a"]').passed
+    with pytest.raises(DataError, match="expected is not JSON"):
+        _one(JsonMatchScorer(), "order 1", "{}")
 
 
 # --- python_ast -------------------------------------------------------------------------------------
