@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -58,10 +59,16 @@ __all__ = [
 
 
 def quiet_transformers() -> None:
-    """No per-load/per-save progress bars from transformers: the loop shows its own progress."""
+    """No per-load/per-save progress bars from transformers: the loop shows its own progress.
+
+    Also silences bitsandbytes' CPU backend, which transformers and peft import even when nothing
+    is quantised: on a CPU with AVX512-BF16 it warns "Failed to load CPU gemm_4bit_forward from
+    kernels-community ... pip install kernels" (a package that downloads kernels from the Hub).
+    That advice is wrong for a full or LoRA run, and 4-bit training needs CUDA here anyway."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def device_for_training() -> torch.device:
@@ -458,6 +465,7 @@ def _load_checkpoint(
 
 def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW (no decay on biases and norms) and the named warm-up schedule."""
+    quiet_transformers()  # before the import: transformers.optimization imports bitsandbytes
     from transformers import get_scheduler
 
     decay, no_decay = [], []

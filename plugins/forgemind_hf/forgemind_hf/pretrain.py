@@ -230,6 +230,9 @@ def _val_loss(model: Any, rows: Any, bf16: bool, device: Any) -> float:
 def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float = 2.0,
              price_per_cpu_hour: float = 0.05) -> Checkpoint:
     """Build (or reuse) the base model ``spec`` describes; return it as a ``full`` Checkpoint."""
+    from . import engine
+
+    engine.quiet_transformers()
     options = dict(spec.options)
     p = preset(spec.preset, options)
     seed = int(options.get("seed", 0))

@@ -72,3 +72,30 @@ def test_unknown_preset_is_a_config_error(corpus_dir: Path, stage_context: Stage
         HFTrainer().pretrain(PretrainSpec(corpus=str(corpus_dir), preset="huge"), stage_context)
     with pytest.raises(UserError, match="unknown pre-training option"):
         HFTrainer().pretrain(PretrainSpec(corpus=str(corpus_dir), preset="tiny", options={"layerz": 2}), stage_context)
+
+
+QUIET_PROBE = """
+import sys, tempfile
+from forgemind_hf import engine
+if sys.argv[1] == "quiet":
+    engine.quiet_transformers()
+from transformers import LlamaConfig, LlamaForCausalLM, get_scheduler
+config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, num_key_value_heads=2)
+LlamaForCausalLM(config).save_pretrained(tempfile.mkdtemp())
+"""
+
+
+def test_quiet_transformers_hides_save_bars_and_the_bitsandbytes_kernels_advice() -> None:
+    """The loop prints its own progress; transformers' "Writing model shards" bar and bitsandbytes'
+    "pip install kernels" warning (printed on AVX512-BF16 CPUs when transformers imports it) are noise."""
+    import subprocess
+    import sys
+
+    def stderr(mode: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", QUIET_PROBE, mode], capture_output=True, text=True, check=True)
+        return proc.stderr
+
+    assert "Writing model shards" in stderr("loud")  # the probe does show the noise when left alone
+    quiet = stderr("quiet")
+    assert "Writing model shards" not in quiet and "kernels-community" not in quiet
