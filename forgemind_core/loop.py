@@ -890,6 +890,9 @@ class Loop:
             })
         stable_id = self.state.get("stable_checkpoint")
         stable = {"id": stable_id, "path": checkpoints.get(stable_id)} if stable_id else None
+        best = _best_try(iterations, self.goal.success.tier, self.goal.success.canary_min)
+        if best is not None:
+            best = {**best, "path": checkpoints.get(best["id"])}
         return {
             "run_id": self.run_id,
             "goal": self.goal.name,
@@ -897,12 +900,27 @@ class Loop:
             "outcome": self.state.get("outcome"),
             "reasons": self.state.get("reasons", []),
             "stable_checkpoint": stable,
+            "best_checkpoint": best,
             "iterations": iterations,
             "cost_usd": self.budget.spent_usd,
             "wall_s": round(float(self.state.get("elapsed_s", 0.0)), 2),
             "home": str(self.forge.home),
             "run_dir": str(self.dir),
         }
+
+
+def _best_try(iterations: Sequence[Mapping[str, Any]], tier: str, canary_min: float) -> dict[str, Any] | None:
+    """The iteration whose checkpoint scored highest on the goal's tier with the canary green (the
+    later one on a tie), or ``None``: a stopped run still says which of its models is the best, since
+    a later try can score lower than an earlier one."""
+    best: dict[str, Any] | None = None
+    for item in iterations:
+        scores = item["scores"]
+        if not item.get("checkpoint") or tier not in scores or scores.get("canary", 1.0) < canary_min:
+            continue
+        if best is None or scores[tier] >= best["score"]:
+            best = {"id": item["checkpoint"], "iteration": item["iteration"], "tier": tier, "score": scores[tier]}
+    return best
 
 
 class _Stop(Exception):

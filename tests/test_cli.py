@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from forgemind_core import Forge
 from forgemind_core.cli import build_cli
+from forgemind_core.loop import Loop
 
 
 def invoke(forge, *args):
@@ -21,6 +22,7 @@ def test_run_json_then_inspect_the_run(forge_home, colors_goal):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["run_id"] == "cli-run" and summary["outcome"] == "promoted"
+    assert summary["best_checkpoint"]["id"] == summary["stable_checkpoint"]["id"]
     first = summary["iterations"][0]
     assert set(first) >= {"plan", "data", "cost_usd", "scores"}
     assert set(first["scores"]) >= {"canary", "full"} and all(0 <= s <= 1 for s in first["scores"].values())
@@ -96,3 +98,16 @@ def test_the_forge_executable_keeps_stdout_for_json(forge_home, colors_goal):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["run"]["id"] == "exe"
+
+
+def test_a_stopped_run_names_its_best_try(forge_home, colors_goal):
+    colors_goal.write_text(colors_goal.read_text().replace("max_iterations: 3", "max_iterations: 1"))
+    forge = Forge(home=forge_home, plugins=[kernel_plugins], blocked=["hf", "openai"])
+    result = CliRunner().invoke(build_cli(forge), ["run", str(colors_goal), "--run-id", "short"], terminal_width=200)
+    assert result.exit_code == 1, result.output
+    assert "outcome: stopped" in result.output and "stable model:" not in result.output
+    summary = Loop(forge, forge.load_goal(colors_goal), "short", None, None).summary()
+    best = summary["best_checkpoint"]
+    assert best["iteration"] == 1 and best["id"] == summary["iterations"][0]["checkpoint"]
+    assert f"best try:     iteration 1, full {best['score']:.1%}" in result.output
+    assert f"(checkpoint {best['id']})" in result.output.replace("\n", "")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from forgemind_hookspecs import ForgeError
 
-from forgemind_core.loop import STAGES, Loop, read_status
+from forgemind_core.loop import STAGES, Loop, _best_try, read_status
 
 HERE = Path(__file__).parent
 
@@ -82,6 +82,23 @@ def test_max_iterations_stops_with_reason(forge, colors_goal):
     summary = forge.run(colors_goal)
     assert summary["outcome"] == "stopped"
     assert "reached max_iterations=1" in summary["reasons"]
+    assert summary["stable_checkpoint"] is None
+    best = summary["best_checkpoint"]  # nothing promoted, but the user learns which model is best
+    first = summary["iterations"][0]
+    assert best["iteration"] == 1 and best["id"] == first["checkpoint"] and best["tier"] == "full"
+    assert best["score"] == first["scores"]["full"] and Path(best["path"]).exists()
+
+
+def test_best_try_prefers_the_higher_score_with_a_green_canary():
+    def it(n, full, canary=1.0, checkpoint=True):
+        return {"iteration": n, "checkpoint": f"ckpt-{n}" if checkpoint else None,
+                "scores": {"canary": canary, "full": full}}
+
+    # iteration 3 scored lower than 2; 4 scored highest but failed its canary; 5 trained nothing
+    tries = [it(1, 0.5), it(2, 0.8), it(3, 0.7), it(4, 0.9, canary=0.5), it(5, 0.95, checkpoint=False)]
+    assert _best_try(tries, "full", 1.0) == {"id": "ckpt-2", "iteration": 2, "tier": "full", "score": 0.8}
+    assert _best_try([*tries, it(6, 0.8)], "full", 1.0)["iteration"] == 6  # a tie goes to the later try
+    assert _best_try([it(1, 0.9, canary=0.0)], "full", 1.0) is None
 
 
 def test_a_run_has_one_driver(forge, colors_goal):

@@ -52,6 +52,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if stable:
         out.print(f"stable model: {stable.get('path')}  (checkpoint {stable['id']})")
         out.print(f"trace it:     forge lineage {stable['id']}")
+    elif best := summary.get("best_checkpoint"):
+        out.print(f"best try:     iteration {best['iteration']}, {best['tier']} {best['score']:.1%}: "
+                  f"{best.get('path')}  (checkpoint {best['id']})")
     out.print(f"inspect run:  forge show {summary['run_id']}    (wall time {summary['wall_s']:.0f} s)")
 
 
