@@ -15,6 +15,9 @@ text cases
     ``typo``        two adjacent letters swapped in a few words
     ``casing``      upper, lower or title case
     ``sentence``    an irrelevant sentence before or after
+    When ``expected`` is JSON (structured extraction), its string values are copied from the
+    input: their occurrences are left exactly as written, so a typo or a case change never makes
+    the expected answer wrong.
 
 Every variant is checked to still parse (code) and to differ from its source and from every other
 variant; the same cases, count and seed always give the same variants.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import ast
 import builtins
 import io
+import json
 import keyword
 import random
 import re
@@ -406,6 +410,48 @@ def _sentence(text: str, rng: random.Random, keep: set[str]) -> str | None:
     return f"{extra} {text}" if rng.random() < 0.5 else f"{text.rstrip()} {extra}"
 
 
+def _copied_values(expected: str) -> list[str]:
+    """The string values of a JSON ``expected`` (an extraction answer copies them from the input);
+    none for a label or any other text that is not a JSON object or array."""
+    text = expected.strip()
+    if not text.startswith(("{", "[")):
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            if node.strip():
+                found.append(node)
+        elif isinstance(node, dict):
+            for item in node.values():
+                walk(item)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(value)
+    return sorted(set(found), key=len, reverse=True)  # longest first: "a@b.c" before "b.c"
+
+
+def _mark(index: int) -> str:
+    """A placeholder no text perturbation changes (no letters; control characters around a digit)."""
+    return f"\x00{index}\x00"
+
+
+def _mask_copied(text: str, values: Sequence[str]) -> tuple[str, list[str]]:
+    """``text`` with each value that occurs in it replaced by a placeholder, and the values masked."""
+    masked: list[str] = []
+    for value in values:
+        if value in text:
+            text = text.replace(value, _mark(len(masked)))
+            masked.append(value)
+    return text, masked
+
+
 _TEXT_FUNCS: dict[str, Callable[[str, random.Random, set[str]], str | None]] = {
     "typo": _typo,
     "casing": _casing,
@@ -457,7 +503,13 @@ class PerturbAdversary:
         if kind not in _TEXT_FUNCS:
             return None
         keep = {case.expected.casefold()} | {w.casefold() for w in case.expected.split()}
-        return _TEXT_FUNCS[kind](case.input, rng, keep)
+        masked, values = _mask_copied(case.input, _copied_values(case.expected))
+        new = _TEXT_FUNCS[kind](masked, rng, keep)
+        if new is None:
+            return None
+        for index, value in enumerate(values):
+            new = new.replace(_mark(index), value)
+        return new
 
     def perturb(self, cases: Sequence[EvalCase], count: int, ctx: StageContext) -> list[EvalCase]:
         """Return up to ``count`` distinct adversarial cases, spread over ``cases`` and kinds.
