@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from forgemind_hookspecs import ConfigError, DataError, TaskPack, from_dict, to_
 from forgemind_core.packs import expand, format_prompt, load_pack, load_suite, load_suites, split_head
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PACKS = ["python-security", "support-tickets"]
+PACKS = ["python-security", "support-tickets", "order-extraction"]
 
 MINIMAL = """\
 name: tiny
@@ -41,7 +42,6 @@ def write_pack(root: Path, pack_yaml: str, suites: dict[str, str] | None = None)
 def test_example_pack_loads_and_round_trips(name: str) -> None:
     pack = load_pack(EXAMPLES / name)
     assert pack.name == name
-    assert "no issue" in pack.labels or "other" in pack.labels
     assert set(pack.label_descriptions) == set(pack.labels)
     assert {t.category for t in pack.templates} == set(pack.labels)
     assert set(pack.suites) == {"canary", "full", "adversarial"}
@@ -51,9 +51,20 @@ def test_example_pack_loads_and_round_trips(name: str) -> None:
     assert 6 <= len(suites["canary"]) <= 12
     assert len(suites["full"]) >= 70
     assert len(suites["adversarial"]) >= 25
+    extraction = any(case.checker == "json_match" for cases in suites.values() for case in cases)
+    if not extraction:  # a classification pack has a catch-all label
+        assert "no issue" in pack.labels or "other" in pack.labels
+    keys: set[tuple[str, ...]] = set()
     for tier, cases in suites.items():
-        assert all(case.tier == tier and case.expected in pack.labels for case in cases)
+        assert all(case.tier == tier for case in cases)
         assert {case.category for case in cases} == set(pack.labels)
+        if extraction:
+            # labels are categories; every answer is a JSON object with the same keys, in order
+            assert all(case.checker == "json_match" for case in cases)
+            keys |= {tuple(json.loads(case.expected)) for case in cases}
+        else:
+            assert all(case.expected in pack.labels for case in cases)
+    assert len(keys) == int(extraction)
 
 
 def test_format_prompt_replaces_only_input() -> None:

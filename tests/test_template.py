@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -101,6 +102,26 @@ def test_second_pack_generates_too() -> None:
     examples = run(tickets, 70, "varied")
     assert Counter(e.category for e in examples) == {label: 10 for label in tickets.labels}
     assert all(e.prompt.startswith("Route this support ticket.") for e in examples)
+
+
+@pytest.mark.parametrize("strategy", ["basic", "varied"])
+def test_extraction_pack_completions_are_json_copied_from_the_input(strategy: str) -> None:
+    """Template completions may carry slots: the answer repeats the values the message used."""
+    orders = load_pack(EXAMPLES / "order-extraction")
+    examples = run(orders, 250, strategy)
+    assert Counter(e.category for e in examples) == {label: 50 for label in orders.labels}
+    present = {"both": (True, True), "order_only": (True, False), "email_only": (False, True), "neither": (False, False)}
+    for example in examples:
+        assert example.completion.startswith(' {"order": ')  # leading space, fixed key order
+        answer = json.loads(example.completion)
+        assert list(answer) == ["order", "email"]
+        for value in answer.values():
+            assert value is None or (value and value in example.meta["input"])
+        if example.category in present:
+            assert tuple(v is not None for v in answer.values()) == present[example.category]
+    # the look-alikes really are there: numbers and addresses that are not the answer
+    look = [e for e in examples if e.category == "lookalikes"]
+    assert any("@" in e.meta["input"] and json.loads(e.completion)["email"] is None for e in look)
 
 
 def test_bad_strategy_and_missing_pack_are_config_errors(security) -> None:  # type: ignore[no-untyped-def]
