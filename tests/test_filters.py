@@ -14,6 +14,8 @@ from forgemind_hookspecs import (
     EvalCase,
     Example,
     Message,
+    PromptTemplate,
+    Source,
     StageContext,
     TaskPack,
     collect_backends,
@@ -180,6 +182,23 @@ def test_rules_label_checks_completion_and_category_separately() -> None:
     assert (v2.keep, v2.rule) == (False, "label") and "category 'other'" in v2.reason
     # without pack labels, any answer is fine
     assert all(v.keep for v in Rules().filter([wrong_completion, wrong_category], ctx(pack=None)))
+
+
+def test_rules_accept_answers_a_template_writes_itself() -> None:
+    """Structured extraction: the template's own completion is the answer and the label only the
+    category, so the completion is not checked against the labels (the category still is)."""
+    pack = evolve(PACK, templates=(
+        PromptTemplate(id="extract", category="B608", prompt="{x}", completion=' {"sql": "{x}"}'),
+        PromptTemplate(id="classify", category="B608", prompt="{x}"),
+    ))
+    json_answer = Example(prompt="q", completion=' {"sql": "q"}', category="B608",
+                          source=Source("template", prompt_template="extract"))
+    same_from_label_template = evolve(json_answer, source=Source("template", prompt_template="classify"))
+    bad_category = evolve(json_answer, category="nope")
+    v1, v2, v3 = Rules().filter([json_answer, same_from_label_template, bad_category], ctx(pack=pack))
+    assert v1.keep
+    assert (v2.keep, v2.rule) == (False, "label") and "is not one of the pack's labels" in v2.reason
+    assert (v3.keep, v3.rule) == (False, "label") and "category 'nope'" in v3.reason
 
 
 def test_rules_accept_chat_examples() -> None:

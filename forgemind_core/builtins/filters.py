@@ -296,8 +296,10 @@ class Rules:
         :ivar required: fields that must be non-empty (``prompt``, ``completion``,
             ``category``); a chat example satisfies prompt/completion with a user and an
             assistant message.
-        :ivar check_labels: when the pack defines labels, the category and the stripped
-            completion must both be one of them.
+        :ivar check_labels: when the pack defines labels, the category must be one of them, and
+            so must the stripped completion unless the example's template writes its own
+            ``completion`` (an extraction answer, not a label; the template is the example's
+            ``source.prompt_template``, for the template and LLM generators alike).
         """
 
         min_chars: int = 2
@@ -312,9 +314,11 @@ class Rules:
     def filter(self, examples: Sequence[Example], ctx: StageContext) -> list[Verdict]:
         """One verdict per example; the first rule that fails is the reason."""
         labels = set(ctx.pack.labels) if ctx.pack is not None and ctx.pack.labels else set()
-        return [self._judge(e, labels) for e in examples]
+        # Templates that write their own answer: their examples' completions are not labels.
+        own = {t.id for t in ctx.pack.templates if t.completion} if ctx.pack is not None else set()
+        return [self._judge(e, labels, own) for e in examples]
 
-    def _judge(self, example: Example, labels: set[str]) -> Verdict:
+    def _judge(self, example: Example, labels: set[str], own_answers: set[str]) -> Verdict:
         opts = self.options
 
         def drop(rule: str, reason: str, score: float | None = None) -> Verdict:
@@ -342,7 +346,7 @@ class Rules:
             if example.category is not None and example.category not in labels:
                 return drop("label", f"category {example.category!r} is not one of the pack's labels")
             answer = example.completion.strip()
-            if answer not in labels:
+            if answer not in labels and example.source.prompt_template not in own_answers:
                 return drop("label", f"completion {answer[:60]!r} is not one of the pack's labels")
         return Verdict(example.id, self.name, True, rule="ok")
 
