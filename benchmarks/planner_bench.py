@@ -112,7 +112,10 @@ def main() -> None:
         verdicts[pack] = "default wins or ties" if score_ok and cost_ok else (
             f"default {'scores lower' if not score_ok else 'scores as well'}"
             f"{' and costs more' if not cost_ok else ''}")
-        print(f"{pack}: final full {d['final_full'] or 0:.0%} (default) vs {f['final_full'] or 0:.0%} (fixed); "
+        def final(row: dict) -> str:  # a run whose canary never went green has no full score
+            return f"{row['final_full']:.0%}" if row["final_full"] is not None else "none (canary never green)"
+
+        print(f"{pack}: final full {final(d)} (default) vs {final(f)} (fixed); "
               f"training {d['train_tokens']:,} vs {f['train_tokens']:,} tokens "
               f"(measured ${d['cost_usd']:.4f} vs ${f['cost_usd']:.4f}) -> {verdicts[pack]}")
     print(json.dumps({"rows": rows, "verdicts": verdicts}))
