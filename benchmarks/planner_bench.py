@@ -64,6 +64,11 @@ def run_one(goal: Path, planner: str, home: Path, base_cache: Path | None) -> di
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "planner": planner}
 
 
+def final_text(row: dict, missing: str) -> str:
+    """The run's final full-tier score, or ``missing`` when its full tier never ran (canary red)."""
+    return f"{row['final_full']:.0%}" if row["final_full"] is not None else missing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packs", nargs="+", default=["python-security", "support-tickets"])
@@ -94,7 +99,7 @@ def main() -> None:
             print(f"{row['pack']:<16} {row['planner']:<8} error: {row['error'].strip().splitlines()[-1][:80]}")
             continue
         fulls = " ".join(f"{f:.0%}" for f in row["full_scores"]) or "-"
-        final = f"{row['final_full']:.0%}" if row["final_full"] is not None else "-"
+        final = final_text(row, "-")
         print(f"{row['pack']:<16} {row['planner']:<8} {row['outcome']:<9} {row['iterations']:>5} {fulls:<22} "
               f"{final:>6} {row['train_tokens']:>12,} {row['cost_usd']:>8.4f} {row['wall_s']:>7.0f}")
     print()
@@ -112,10 +117,8 @@ def main() -> None:
         verdicts[pack] = "default wins or ties" if score_ok and cost_ok else (
             f"default {'scores lower' if not score_ok else 'scores as well'}"
             f"{' and costs more' if not cost_ok else ''}")
-        def final(row: dict) -> str:  # a run whose canary never went green has no full score
-            return f"{row['final_full']:.0%}" if row["final_full"] is not None else "none (canary never green)"
-
-        print(f"{pack}: final full {final(d)} (default) vs {final(f)} (fixed); "
+        print(f"{pack}: final full {final_text(d, 'none (canary never green)')} (default) vs "
+              f"{final_text(f, 'none (canary never green)')} (fixed); "
               f"training {d['train_tokens']:,} vs {f['train_tokens']:,} tokens "
               f"(measured ${d['cost_usd']:.4f} vs ${f['cost_usd']:.4f}) -> {verdicts[pack]}")
     print(json.dumps({"rows": rows, "verdicts": verdicts}))
