@@ -46,6 +46,7 @@ from forgemind_hookspecs import (
     StageContext,
     TaskPack,
     TrainRequest,
+    UserError,
     Verdict,
     content_hash,
     from_dict,
@@ -713,6 +714,8 @@ class Loop:
         old = list(read_snapshot(previous.path)) if previous is not None else []
         old_ids = {e.id for e in old}
         examples = old + [e for e in new if e.id not in old_ids]
+        if not examples:
+            raise self._nothing_kept(n, filt)
         dataset = write_snapshot(
             examples,
             Path(self.forge.home) / "datasets",
@@ -720,6 +723,21 @@ class Loop:
             stats={"new_examples": len(examples) - len(old), "run_id": self.run_id, "iteration": n},
         )
         return {"dataset": to_dict(dataset)}
+
+    def _nothing_kept(self, n: int, filt: Mapping[str, Any]) -> UserError:
+        """The error for a first dataset with no examples: which filters dropped how many, and
+        where in the goal they are configured (rather than a trainer's complaint about an empty file)."""
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted((filt.get("dropped_by_reason") or {}).items()))
+        generated = int(filt.get("kept", 0)) + int(filt.get("dropped", 0))
+        message = (f"iteration {n}: nothing to train on: the filters kept none of the {generated} generated examples"
+                   + (f" (dropped {reasons})" if reasons else "")
+                   + "; loosen the filter options or fix the pack's templates")
+        source = self.goal.source
+        line = None
+        if source and Path(source).is_file():
+            text = Path(source).read_text(encoding="utf-8").splitlines()
+            line = next((i for i, row in enumerate(text, 1) if row.startswith("filter:")), None)
+        return UserError(message, file=source, line=line, field="filter")
 
     def _train_request(self, n: int, plan: Plan, base: Checkpoint, dataset: DatasetRef) -> TrainRequest:
         return TrainRequest(

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from forgemind_hookspecs import ForgeError
+from forgemind_hookspecs import ForgeError, UserError
 
 from forgemind_core.loop import STAGES, Loop, _best_try, read_status
 
@@ -87,6 +87,16 @@ def test_max_iterations_stops_with_reason(forge, colors_goal):
     first = summary["iterations"][0]
     assert best["iteration"] == 1 and best["id"] == first["checkpoint"] and best["tier"] == "full"
     assert best["score"] == first["scores"]["full"] and Path(best["path"]).exists()
+
+
+def test_a_first_dataset_with_nothing_kept_names_the_filters_and_their_drops(forge, colors_goal):
+    colors_goal.write_text(colors_goal.read_text().replace("  - backend: rules", "  - backend: rules\n    min_chars: 10000"))
+    with pytest.raises(UserError) as info:
+        forge.run(colors_goal)
+    error = info.value
+    assert (error.file, error.field) == (str(colors_goal), "filter")
+    assert colors_goal.read_text().splitlines()[error.line - 1] == "filter:"
+    assert "kept none of the 16 generated examples (dropped rules.too_short: 16)" in error.message
 
 
 def test_best_try_prefers_the_higher_score_with_a_green_canary():
