@@ -11,7 +11,7 @@ from forgemind_hookspecs import ConfigError, DataError, TaskPack, from_dict, to_
 from forgemind_core.packs import expand, format_prompt, load_pack, load_suite, load_suites, split_head
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PACKS = ["python-security", "support-tickets", "order-extraction"]
+PACKS = ["python-security", "support-tickets", "order-extraction", "log-triage"]
 
 MINIMAL = """\
 name: tiny

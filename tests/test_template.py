@@ -105,6 +105,20 @@ def test_second_pack_generates_too() -> None:
 
 
 @pytest.mark.parametrize("strategy", ["basic", "varied"])
+def test_log_triage_pack_generates_distinct_entries_that_never_name_their_label(strategy: str) -> None:
+    logs = load_pack(EXAMPLES / "log-triage")
+    examples = run(logs, 180, strategy)
+    assert Counter(e.category for e in examples) == {label: 20 for label in logs.labels}
+    assert all(e.prompt.startswith("Triage this log entry.\nLog: ") for e in examples)
+    assert all(e.completion.strip() == e.category for e in examples)
+    inputs = [e.meta["input"] for e in examples]
+    assert len(set(inputs)) == len(inputs)
+    # the label is learnt from the message, not read off the entry: no entry spells a label name
+    spelled = [label for label in logs.labels if "_" in label]
+    assert not [i for i in inputs if any(label in i for label in spelled)]
+
+
+@pytest.mark.parametrize("strategy", ["basic", "varied"])
 def test_extraction_pack_completions_are_json_copied_from_the_input(strategy: str) -> None:
     """Template completions may carry slots: the answer repeats the values the message used."""
     orders = load_pack(EXAMPLES / "order-extraction")
