@@ -1,8 +1,9 @@
-"""The default planner against the fixed schedule, side by side, on both example packs.
+"""The default planner against the fixed schedule, side by side, on the example packs.
 
-    python benchmarks/planner_bench.py [--packs python-security support-tickets] [--home DIR]
+    python benchmarks/planner_bench.py [--packs python-security log-triage support-tickets] [--home DIR]
 
-For each pack runs `benchmarks/quickstart_bench.py` twice, one run after the other (never at the
+By default the packs are python-security (the quickstart) and log-triage, the two whose loops reach
+their goals. For each pack runs `benchmarks/quickstart_bench.py` twice, one run after the other (never at the
 same time: the runs share the CPU and cost is measured as training time): once with the goal's own
 planner section (the default planner) and once with a copy whose planner is the fixed schedule
 (data doubled each iteration, no targeting, no strategy or hyper-parameter changes), started with
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "quickstart_bench.py"
 
 
-def goal_for(goal: Path, planner: str, home: Path) -> Path:
+def goal_for(goal: Path, planner: str, home: Path, factor: float = 2.0) -> Path:
     """The goal file as it is (default planner), or a copy whose planner line is the fixed schedule,
     started where the default planner starts: the same first size and the same first strategy (the
     first rung of its `strategies` ladder), so the comparison measures what the planner changes."""
@@ -43,6 +44,7 @@ def goal_for(goal: Path, planner: str, home: Path) -> Path:
     first = re.search(r"strategies:\s*\[\s*([\w-]+)", line.group(0)) if line else None
     options = f", initial_examples: {initial.group(1)}" if initial else ""
     options += f", strategy: {first.group(1)}" if first else ""
+    options += f", factor: {factor}"
     fixed = f"planner: {{backend: {planner}{options}}}"
     text = text[: line.start()] + fixed + text[line.end():] if line else text + f"\n{fixed}\n"
     copy = home / f"goal-{planner}.yaml"
@@ -50,13 +52,13 @@ def goal_for(goal: Path, planner: str, home: Path) -> Path:
     return copy
 
 
-def run_one(goal: Path, planner: str, home: Path, base_cache: Path | None) -> dict:
+def run_one(goal: Path, planner: str, home: Path, base_cache: Path | None, factor: float = 2.0) -> dict:
     home.mkdir(parents=True, exist_ok=True)
     if base_cache is not None and base_cache.exists() and not (home / "cache" / "bases").exists():
         shutil.copytree(base_cache, home / "cache" / "bases")
     # quickstart_bench's own --planner swaps only a bare `planner: {backend: default}` line, so the
     # goal is rewritten here and the bench runs it as written.
-    proc = subprocess.run([sys.executable, str(BENCH), "--goal", str(goal_for(goal, planner, home)),
+    proc = subprocess.run([sys.executable, str(BENCH), "--goal", str(goal_for(goal, planner, home, factor)),
                            "--home", str(home)], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"planner": planner, "error": proc.stderr[-2000:] or proc.stdout[-2000:]}
@@ -71,10 +73,15 @@ def final_text(row: dict, missing: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packs", nargs="+", default=["python-security", "support-tickets"])
+    parser.add_argument("--packs", nargs="+", default=["python-security", "log-triage"])
     parser.add_argument("--home", help="folder for the runs' homes (default: a fresh temporary folder)")
     parser.add_argument("--base-cache", help="a cache/bases folder holding the pre-trained tiny base",
                         default=str(ROOT / ".forgemind" / "cache" / "bases"))
+    parser.add_argument("--fixed-factor", type=float, default=2.0,
+                        help="growth of the fixed schedule's new data per iteration (2.0 doubles it); raise it to give "
+                             "the fixed schedule at least the default planner's training compute")
+    parser.add_argument("--planners", nargs="+", choices=["default", "fixed"], default=["default", "fixed"],
+                        help="run only these (e.g. only fixed, at another --fixed-factor)")
     args = parser.parse_args()
 
     root = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="forgemind-planner-bench-"))
@@ -82,9 +89,9 @@ def main() -> None:
     rows = []
     for pack in args.packs:
         goal = ROOT / "examples" / pack / "goal.yaml"
-        for planner in ("default", "fixed"):
+        for planner in args.planners:
             home = root / f"{pack}-{planner}"
-            result = run_one(goal, planner, home, base_cache)
+            result = run_one(goal, planner, home, base_cache, args.fixed_factor)
             if base_cache is None or not base_cache.exists():
                 base_cache = home / "cache" / "bases"
             rows.append({"pack": pack, **result})
@@ -114,9 +121,10 @@ def main() -> None:
         # Cost is compute: the tokens fine-tuning processed. The measured $ follows wall time, which
         # another process on the machine inflates for whichever run it overlapped.
         cost_ok = d["train_tokens"] <= f["train_tokens"]
+        better = (d["final_full"] or 0.0) > (f["final_full"] or 0.0)
         verdicts[pack] = "default wins or ties" if score_ok and cost_ok else (
-            f"default {'scores lower' if not score_ok else 'scores as well'}"
-            f"{' and costs more' if not cost_ok else ''}")
+            f"default scores {'higher' if better else 'the same' if score_ok else 'lower'} "
+            f"at {'lower or equal' if cost_ok else 'higher'} training compute")
         print(f"{pack}: final full {final_text(d, 'none (canary never green)')} (default) vs "
               f"{final_text(f, 'none (canary never green)')} (fixed); "
               f"training {d['train_tokens']:,} vs {f['train_tokens']:,} tokens "
