@@ -515,7 +515,7 @@ class Loop:
         gen = self._stage(n, "generate", lambda ctx: self._generate(n, plan, ctx), lambda d: {"generated": d["generated"]})
         self.reporter.line(f"  generate: {gen['generated']} examples" + (f" ({gen['note']})" if gen.get("note") else ""))
         filt = self._stage(n, "filter", lambda ctx: self._filter(n, ctx), lambda d: {"kept": d["kept"], "dropped": d["dropped"]})
-        dropped = ", ".join(f"{k}: {v}" for k, v in sorted(filt["dropped_by_reason"].items())) or "none"
+        dropped = _drops(filt["dropped_by_reason"]) or "none"
         self.reporter.line(f"  filter: kept {filt['kept']}, dropped {filt['dropped']} ({dropped})")
         if self.policy is not None:  # the Warden: queue, decide or wait (forgemind_core/warden/review.py)
             from .warden.review import review_stage
@@ -727,7 +727,7 @@ class Loop:
     def _nothing_kept(self, n: int, filt: Mapping[str, Any]) -> UserError:
         """The error for a first dataset with no examples: which filters dropped how many, and
         where in the goal they are configured (rather than a trainer's complaint about an empty file)."""
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted((filt.get("dropped_by_reason") or {}).items()))
+        reasons = _drops(filt.get("dropped_by_reason") or {})
         generated = int(filt.get("kept", 0)) + int(filt.get("dropped", 0))
         message = (f"iteration {n}: nothing to train on: the filters kept none of the {generated} generated examples"
                    + (f" (dropped {reasons})" if reasons else "")
@@ -925,6 +925,11 @@ class Loop:
             "home": str(self.forge.home),
             "run_dir": str(self.dir),
         }
+
+
+def _drops(by_reason: Mapping[str, int]) -> str:
+    """``"rules.too_short: 16, dedupe.near_duplicate: 2"``: the filters' drops, sorted by reason."""
+    return ", ".join(f"{k}: {v}" for k, v in sorted(by_reason.items()))
 
 
 def _best_try(iterations: Sequence[Mapping[str, Any]], tier: str, canary_min: float) -> dict[str, Any] | None:
