@@ -59,7 +59,7 @@ from forgemind_hookspecs.records import (
 
 from .options import BACKEND_NOUN, unknown_backend_message
 
-__all__ = ["PILLAR_OF_SECTION", "goal_converter", "goal_to_yaml", "load_goal", "parse_goal", "validate_goal"]
+__all__ = ["PILLAR_OF_SECTION", "field_line", "goal_converter", "goal_to_yaml", "load_goal", "parse_goal", "validate_goal"]
 
 #: ``{pillar: {backend name: BackendInfo}}`` as :meth:`forgemind_core.api.Forge.catalogue` returns.
 Catalogue = Mapping[str, Mapping[str, BackendInfo]]
@@ -829,6 +829,18 @@ def _read(
         goal = None
     errors = problems.sorted()
     return (goal if not errors else None), errors
+
+
+def field_line(file: str | Path, *path: str | int) -> int | None:
+    """The line of ``path`` (e.g. ``"filter"``, or ``"train", "epochs"``) in the goal file, read the way
+    goal errors read theirs; ``None`` when the path is absent or the file cannot be read or parsed.
+    For errors raised after loading, when the loaded goal no longer holds lines."""
+    problems = _Problems(file=str(file))
+    try:
+        _to_plain(_load_yaml(Path(file).read_text(encoding="utf-8-sig"), problems), problems)
+    except (OSError, UnicodeDecodeError, RecursionError, _Fatal):
+        return None
+    return problems.lines.get(tuple(path))
 
 
 def _read_into(

@@ -732,12 +732,10 @@ class Loop:
         message = (f"iteration {n}: nothing to train on: the filters kept none of the {generated} generated examples"
                    + (f" (dropped {reasons})" if reasons else "")
                    + "; loosen the filter options or fix the pack's templates")
+        from .goals import field_line
+
         source = self.goal.source
-        line = None
-        if source and Path(source).is_file():
-            text = Path(source).read_text(encoding="utf-8").splitlines()
-            line = next((i for i, row in enumerate(text, 1) if row.startswith("filter:")), None)
-        return UserError(message, file=source, line=line, field="filter")
+        return UserError(message, file=source, line=field_line(source, "filter") if source else None, field="filter")
 
     def _train_request(self, n: int, plan: Plan, base: Checkpoint, dataset: DatasetRef) -> TrainRequest:
         return TrainRequest(

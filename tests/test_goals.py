@@ -22,7 +22,7 @@ from forgemind_hookspecs import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forgemind_core.goals import goal_to_yaml, load_goal, parse_goal, validate_goal
+from forgemind_core.goals import field_line, goal_to_yaml, load_goal, parse_goal, validate_goal
 
 # --------------------------------------------------------------------------------------------
 # A small catalogue of fake backends, one per pillar a goal names.
@@ -649,3 +649,18 @@ def _lookup_attr(goal: Any, path: str, *, parent: bool = False) -> Any:
     for part in parts[:-1] if parent else parts:
         goal = getattr(goal, part)
     return goal
+
+
+def test_field_line_reads_lines_as_goal_errors_do(tmp_path: Path) -> None:
+    """For errors raised after loading: block and flow style alike, None when absent or unreadable."""
+    block = tmp_path / "block.yaml"
+    block.write_text("name: x\ntask: y\n# filters follow\nfilter:\n  - backend: rules\ntrain: {backend: hf, epochs: 2}\n")
+    assert (field_line(block, "filter"), field_line(block, "train", "epochs")) == (4, 6)
+    flow = tmp_path / "flow.yaml"
+    flow.write_text('{"name": "x",\n "filter": []}\n')
+    assert field_line(flow, "filter") == 2
+    assert field_line(block, "generate") is None
+    assert field_line(tmp_path / "missing.yaml", "filter") is None
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("filter: [\n")
+    assert field_line(broken, "filter") is None
