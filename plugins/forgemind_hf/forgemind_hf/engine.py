@@ -34,6 +34,7 @@ from forgemind_hookspecs.errors import ConfigError, ForgeError
 from .logs import log
 
 __all__ = [
+    "HUB_KERNEL_LOGGERS",
     "LoopConfig",
     "LoopResult",
     "Packed",
@@ -58,17 +59,27 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+#: Loggers silenced by :func:`quiet_transformers`, by *what they are*, not by one wording:
+#: ``kernels`` is the Hub kernel loader (every logger under it: trust checks, downloads, fallbacks),
+#: which bitsandbytes' CPU backend calls at import to fetch ``kernels-community`` 4-bit kernels from the
+#: Hub; ``bitsandbytes.backends.cpu.ops`` reports when that fails with "pip install kernels". ForgeMind
+#: never loads kernels from the Hub (nothing is downloaded at run time) and 4-bit training needs CUDA.
+HUB_KERNEL_LOGGERS: tuple[str, ...] = ("kernels", "bitsandbytes.backends.cpu.ops")
+
+
 def quiet_transformers() -> None:
     """No per-load/per-save progress bars from transformers: the loop shows its own progress.
 
-    Also silences bitsandbytes' CPU backend, which transformers and peft import even when nothing
-    is quantised: on a CPU with AVX512-BF16 it warns "Failed to load CPU gemm_4bit_forward from
-    kernels-community ... pip install kernels" (a package that downloads kernels from the Hub).
-    That advice is wrong for a full or LoRA run, and 4-bit training needs CUDA here anyway."""
+    Also silences the Hub kernel loader that transformers and peft trigger through bitsandbytes even
+    when nothing is quantised (:data:`HUB_KERNEL_LOGGERS`): on a CPU with AVX512-BF16 it warns
+    "Failed to load CPU gemm_4bit_forward from kernels-community ... pip install kernels" and, with
+    transformers >= 5.25 offline, "Skipping publisher trust check for 'kernels-community/...'".
+    Both are advice about downloading code from the Hub, wrong for an offline CPU run. Errors still show."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    for name in HUB_KERNEL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def device_for_training() -> torch.device:

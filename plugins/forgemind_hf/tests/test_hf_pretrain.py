@@ -87,8 +87,10 @@ LlamaForCausalLM(config).save_pretrained(tempfile.mkdtemp())
 
 
 def test_quiet_transformers_hides_save_bars_and_the_bitsandbytes_kernels_advice() -> None:
-    """The loop prints its own progress; transformers' "Writing model shards" bar and bitsandbytes'
-    "pip install kernels" warning (printed on AVX512-BF16 CPUs when transformers imports it) are noise."""
+    """The loop prints its own progress; transformers' "Writing model shards" bar and the Hub kernel
+    loader's advice (bitsandbytes asks `kernels` for kernels-community's CPU 4-bit kernels when
+    transformers imports it: "pip install kernels", and from transformers 5.25 offline "Skipping
+    publisher trust check ...") are noise."""
     import subprocess
     import sys
 
@@ -98,4 +100,25 @@ def test_quiet_transformers_hides_save_bars_and_the_bitsandbytes_kernels_advice(
 
     assert "Writing model shards" in stderr("loud")  # the probe does show the noise when left alone
     quiet = stderr("quiet")
-    assert "Writing model shards" not in quiet and "kernels-community" not in quiet
+    assert "Writing model shards" not in quiet and "kernels-community" not in quiet and "kernels" not in quiet.lower()
+
+
+@pytest.mark.parametrize("logger_name", ["kernels", "kernels._internals.hf_hub", "kernels.some_future_module",
+                                         "bitsandbytes.backends.cpu.ops"])
+def test_quiet_transformers_silences_the_hub_kernel_loggers_by_source_not_by_wording(
+    logger_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any warning from the Hub kernel loader is dropped whatever it says (the next release's new
+    wording too); its errors still show, and other libraries' warnings are untouched."""
+    import logging
+
+    from forgemind_hf import engine
+
+    engine.quiet_transformers()
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger(logger_name).warning("a wording no filter has seen %d", 42)
+        logging.getLogger(logger_name).error("a real failure")
+        logging.getLogger("another_library").warning("still shown")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "a wording no filter has seen 42" not in messages
+    assert "a real failure" in messages and "still shown" in messages
