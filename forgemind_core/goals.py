@@ -58,6 +58,7 @@ from forgemind_hookspecs.records import (
 )
 
 from .options import BACKEND_NOUN, unknown_backend_message
+from .servers import SERVER_KEY, client_problem, split_server
 
 __all__ = ["PILLAR_OF_SECTION", "field_line", "goal_converter", "goal_to_yaml", "load_goal", "parse_goal", "validate_goal"]
 
@@ -505,7 +506,20 @@ def _shape_choice(
     if with_share and "share" in raw:
         shaped["share"] = raw["share"]
     sites.append(_ChoiceSite(path=path, pillar=pillar, backend=backend, options=options))
+    if SERVER_KEY in options:  # a served model (forgemind_core/servers.py): its own site
+        _shape_server(options[SERVER_KEY], (*path, SERVER_KEY), problems, sites)
     return shaped
+
+
+def _shape_server(raw: Any, path: YamlPath, problems: _Problems, sites: list[_ChoiceSite]) -> None:
+    """``server: {backend: llamacpp, n_ctx: 2048}`` is checked as a backend of the servers pillar."""
+    if not isinstance(raw, dict):
+        problems.add(path, f"expected a mapping with a 'backend' key (the server to start), got {_describe(raw)}")
+    elif "backend" not in raw:
+        problems.add((*path, "backend"), f"required: name the {BACKEND_NOUN['servers']} to use")
+    else:
+        options = {k: v for k, v in raw.items() if k != "backend"}
+        sites.append(_ChoiceSite(path=path, pillar="servers", backend=raw["backend"], options=options))
 
 
 def _shape_list(
@@ -739,8 +753,12 @@ def _check_sites(
             continue
         options_cls: type = getattr(installed[site.backend].cls, "Options")  # noqa: B009
         owner = f"{kind} {site.backend!r}"
+        own, server = split_server(site.options)
+        if server is not None and (problem := client_problem(options_cls, own)):
+            problems.add((*site.path, SERVER_KEY), problem)
+            continue
         try:
-            built: Any = conv.structure(dict(site.options), options_cls)
+            built: Any = conv.structure(own, options_cls)
         except BaseValidationError as error:
             _report_structure_error(
                 error,

@@ -55,6 +55,7 @@ from forgemind_hookspecs import (
 from forgemind_hookspecs.snapshots import read_snapshot, write_snapshot
 
 from . import __version__
+from .servers import ServerPool
 
 __all__ = ["STAGES", "Loop", "NullReporter", "read_status", "run_dir"]
 
@@ -190,6 +191,8 @@ class Loop:
             spent_usd=float(self.state.get("spent_usd", 0.0)),
             on_change=self._on_budget,
         )
+        # Model servers the goal's `server:` keys ask for, stopped when run() ends (servers.py).
+        self.servers = ServerPool(forge, context=lambda: self.context(0, "servers"), record=self._record)
 
     # --- construction -------------------------------------------------------------------------
 
@@ -465,6 +468,7 @@ class Loop:
             self.reporter.line(f"[bold]{outcome}[/bold]: " + "; ".join(reasons))
             return self.summary()
         finally:
+            self.servers.close()
             self._unlock()
 
     def _is_candidate(self) -> bool:
@@ -598,7 +602,7 @@ class Loop:
         source = self.suites().get("full") or self.suites().get("canary") or []
         if not source:
             return []
-        adversary = self.forge.backend("adversaries", self.goal.evaluate.adversary.backend,
+        adversary = self.servers.backend("adversaries", self.goal.evaluate.adversary.backend,
                                        self.goal.evaluate.adversary.options, field="evaluate.adversary")
         return list(adversary.perturb(source, count, ctx))
 
@@ -634,7 +638,7 @@ class Loop:
 
             try:
                 for gp in plan.generation:
-                    generator = self.forge.backend("generators", gp.generator, self._generator_options(gp),
+                    generator = self.servers.backend("generators", gp.generator, self._generator_options(gp),
                                                    field="generate")
                     for example in generator.generate(gp, ctx):
                         if example.id in seen:
@@ -675,7 +679,7 @@ class Loop:
         verdict_path = self.iter_dir(n) / "verdicts.jsonl"
         with open(verdict_path, "w", encoding="utf-8") as out:
             for choice in self.goal.filter:
-                filt = self.forge.backend("filters", choice.backend, choice.options, field="filter")
+                filt = self.servers.backend("filters", choice.backend, choice.options, field="filter")
                 verdicts: Sequence[Verdict] = filt.filter(kept, ctx) if kept else []
                 if len(verdicts) != len(kept):
                     raise ForgeError(f"filter {choice.backend!r} returned {len(verdicts)} verdicts for {len(kept)} examples")
@@ -781,7 +785,7 @@ class Loop:
         if extra:
             suites.setdefault("adversarial", []).extend(extra)
         runner_choice = self.goal.evaluate.runner
-        runner = self.forge.backend("runners", runner_choice.backend, runner_choice.options, field="evaluate.runner")
+        runner = self.servers.backend("runners", runner_choice.backend, runner_choice.options, field="evaluate.runner")
         scorers = {c.backend: self.forge.backend("scorers", c.backend, c.options, field="evaluate.scorers")
                    for c in self.goal.evaluate.scorers}
         for case in (c for cases in suites.values() for c in cases):

@@ -21,6 +21,7 @@ BACKEND_NOUN: dict[str, str] = {
     "planners": "planner",
     "executors": "executor",
     "exporters": "exporter",
+    "servers": "server",
 }
 
 T = TypeVar("T")

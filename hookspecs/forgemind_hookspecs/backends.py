@@ -43,6 +43,7 @@ __all__ = [
     "Adversary",
     "Backend",
     "Budget",
+    "Endpoint",
     "Executor",
     "Exporter",
     "Filter",
@@ -55,6 +56,7 @@ __all__ = [
     "Reviewer",
     "Runner",
     "Scorer",
+    "Server",
     "StageContext",
     "TrainRequest",
     "Trainer",
@@ -76,6 +78,7 @@ PILLARS: tuple[str, ...] = (
     "planners",
     "executors",
     "exporters",
+    "servers",
 )
 
 
@@ -270,6 +273,28 @@ class TrainRequest:
 
 
 @frozen
+class Endpoint:
+    """Where a started :class:`Server` answers: an OpenAI-compatible ``base_url`` (ending in
+    ``/v1``), the ``model`` name to send, and hints for its clients.
+
+    :ivar api_key: the key the server wants, ``None`` when it accepts any.
+    :ivar client_defaults: client options the server is known to need (``concurrency: 1`` for a
+        server that answers one request at a time, ``structured: false`` for one that cannot do
+        OpenAI's ``json_schema``); the kernel applies each only to a client whose ``Options``
+        has the field and whose goal entry does not write it.
+    :ivar pid: the server's process id, when it runs as a local process.
+    :ivar log: the server's log file, when it writes one.
+    """
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    client_defaults: Mapping[str, Any] = Factory(dict)
+    pid: int | None = None
+    log: str | None = None
+
+
+@frozen
 class IterationSummary:
     """What the planner sees of one finished (or cut-short) iteration."""
 
@@ -414,6 +439,24 @@ class Exporter(Backend, Protocol):
         self, checkpoint: Checkpoint, out_dir: Path, metadata: Mapping[str, Any], ctx: StageContext
     ) -> Path:
         """Write the bundle into ``out_dir`` and return its main path."""
+        ...
+
+
+class Server(Backend, Protocol):
+    """Serves a model on an OpenAI-compatible HTTP API for other backends
+    (``forgemind_register_servers``). One instance serves one model; the kernel starts it
+    lazily, shares it between the stages of a run that need the same (server, model, options),
+    and stops it when the run ends, also by error or interrupt."""
+
+    def start(self, model: str, ctx: StageContext) -> Endpoint:
+        """Start serving ``model`` (a name or a path, as the client's ``model`` option says) and
+        return once it answers requests. ``ctx.work_dir`` is the server's folder in the run
+        (for its log). Raises :class:`~forgemind_hookspecs.errors.ForgeError` (one sentence)
+        when it cannot start."""
+        ...
+
+    def stop(self) -> None:
+        """Stop serving; safe to call twice, and when :meth:`start` failed."""
         ...
 
 

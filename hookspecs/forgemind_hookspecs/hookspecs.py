@@ -164,6 +164,21 @@ def forgemind_register_exporters(register: Register) -> None:
     """
 
 
+# --- Servers: models served for other backends ---------------------------------------------
+
+
+@hookspec
+def forgemind_register_servers(register: Register) -> None:
+    """Offer model servers (:class:`~forgemind_hookspecs.backends.Server`) that start a local
+    OpenAI-compatible server for a model (llama.cpp for a GGUF, ...), so that a goal's ``server:``
+    key can hand a client backend (the openai generator, judge, adversary, runner) a ``base_url``.
+
+    Called once when a kernel builds its backend catalogue. Broadcast.
+
+    :param register: call ``register(ServerClass)`` for each server.
+    """
+
+
 # --- Lorekeeper: record -----------------------------------------------------------------------
 
 
@@ -219,6 +234,7 @@ ALL_HOOKS: tuple[Callable[..., Any], ...] = (
     forgemind_register_planners,
     forgemind_register_executors,
     forgemind_register_exporters,
+    forgemind_register_servers,
     forgemind_record,
     forgemind_registry,
     forgemind_register_commands,

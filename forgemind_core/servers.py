@@ -1,0 +1,158 @@
+"""Model servers a run starts for its client backends (docs/servers.md).
+
+A backend choice in a goal may carry a ``server:`` key beside its options::
+
+    generate:
+      - backend: openai
+        model: smollm2-135m-instruct
+        server: {backend: llamacpp, n_ctx: 2048}
+
+The client backend (here the openai generator) is then not pointed at a remote API: a
+:class:`~forgemind_hookspecs.backends.Server` backend (``forgemind_register_servers``) serves
+``model`` locally and the client is built with that server's ``base_url`` and served model name.
+The run's :class:`ServerPool` starts each server the first time a stage needs it, shares it
+between every stage that asks for the same (server backend, model, server options), and stops
+them all when the run ends, normally or not.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from forgemind_hookspecs import ConfigError, Endpoint, StageContext, content_hash
+
+__all__ = ["SERVER_KEY", "ServerPool", "split_server"]
+
+#: The reserved key of a backend choice that asks for a served model.
+SERVER_KEY = "server"
+
+#: The client options a server's endpoint fills in.
+_INJECTED = ("base_url", "model")
+
+
+def split_server(options: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """``(the backend's own options, the server spec or None)``."""
+    own = {k: v for k, v in options.items() if k != SERVER_KEY}
+    return own, options.get(SERVER_KEY)
+
+
+def client_problem(options_cls: type, options: Mapping[str, Any]) -> str | None:
+    """Why a backend with ``options_cls`` cannot be a served model's client, or ``None``."""
+    fields = attrs.fields_dict(options_cls) if attrs.has(options_cls) else {}
+    missing = [name for name in _INJECTED if name not in fields]
+    if missing:
+        return f"this backend cannot use a server: its options have no {' or '.join(missing)}"
+    if not options.get("model"):
+        return "a server needs the model option beside it (the model to serve: a catalogue name or a .gguf path)"
+    return None
+
+
+class ServerPool:
+    """The servers of one run, keyed by (server backend, model, server options).
+
+    :param forge: the kernel whose catalogue offers the servers and the client backends.
+    :param context: makes the :class:`StageContext` handed to a server (called once, on the
+        first start); each server gets its own folder under its ``work_dir``.
+    :param record: ``record(kind, stage=..., payload=..., key=...)`` for the ``server.started``
+        and ``server.stopped`` events (the loop's recorder), or ``None``.
+    """
+
+    def __init__(self, forge: Any, *, context: Callable[[], StageContext],
+                 record: Callable[..., None] | None = None) -> None:
+        self.forge = forge
+        self._context_factory = context
+        self._context: StageContext | None = None
+        self._record = record
+        self._servers: dict[str, tuple[Any, Endpoint, dict[str, Any]]] = {}
+        self._lock = threading.RLock()
+
+    def backend(self, pillar: str, name: str, options: Mapping[str, Any] | None = None, *,
+                field: str | None = None) -> Any:
+        """Construct a backend as :meth:`Forge.backend` does; a ``server`` key in ``options``
+        first starts (or reuses) that server and points the backend at it."""
+        own, spec = split_server(options or {})
+        if spec is None:
+            return self.forge.backend(pillar, name, own, field=field)
+        info = self.forge.backend_info(pillar, name, field=field)
+        problem = client_problem(info.cls.Options, own)
+        if problem:
+            raise ConfigError(problem, field=_join(field, SERVER_KEY))
+        endpoint = self.endpoint(spec, str(own["model"]), field=_join(field, SERVER_KEY))
+        fields = attrs.fields_dict(info.cls.Options)
+        served = {**{k: v for k, v in endpoint.client_defaults.items() if k in fields and k not in own},
+                  **own, "base_url": endpoint.base_url, "model": endpoint.model}
+        return info.cls(self.forge.build_options(info, served, field=field))
+
+    def endpoint(self, spec: Any, model: str, *, field: str | None = None) -> Endpoint:
+        """The endpoint serving ``model`` as ``spec`` (``{backend: NAME, option: value}``) says,
+        started now unless an earlier stage of the run started the same one."""
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("backend"), str):
+            raise ConfigError("expected a mapping with a 'backend' key naming the server to start", field=field)
+        backend = str(spec["backend"])
+        server_options = {k: v for k, v in spec.items() if k != "backend"}
+        key = content_hash([backend, model, server_options], length=16)
+        with self._lock:
+            if key in self._servers:
+                return self._servers[key][1]
+            info = self.forge.backend_info("servers", backend, field=_join(field, "backend"))
+            server = info.cls(self.forge.build_options(info, server_options, field=field))
+            ctx = self._server_context(f"{backend}-{key}")
+            described = {"backend": backend, "model": model, "options": server_options, "key": key}
+            started = time.monotonic()
+            try:
+                endpoint = server.start(model, ctx)
+            except BaseException:  # a failed or interrupted start leaves no process behind
+                server.stop()
+                raise
+            self._servers[key] = (server, endpoint, described)
+            self._emit("server.started", key, {**described, "base_url": endpoint.base_url,
+                                               "served_model": endpoint.model, "pid": endpoint.pid,
+                                               "log": endpoint.log,
+                                               "seconds": round(time.monotonic() - started, 3)})
+            ctx.log.info("server.started", backend=backend, model=model, base_url=endpoint.base_url)
+            return endpoint
+
+    def running(self) -> list[Endpoint]:
+        """The endpoints started and not yet stopped, in start order."""
+        with self._lock:
+            return [endpoint for _, endpoint, _ in self._servers.values()]
+
+    def close(self) -> None:
+        """Stop every server, newest first; a server that fails to stop does not keep the others
+        running (its error is logged)."""
+        with self._lock:
+            while self._servers:
+                key, (server, endpoint, described) = self._servers.popitem()
+                error = ""
+                try:
+                    server.stop()
+                except Exception as exc:  # reported; the other servers still stop
+                    error = f"{type(exc).__name__}: {exc}"
+                    if self._context is not None:
+                        self._context.log.warning("server.stop_failed", key=key, error=error)
+                self._emit("server.stopped", key, {**described, "base_url": endpoint.base_url, "error": error})
+
+    def __enter__(self) -> ServerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _server_context(self, folder: str) -> StageContext:
+        if self._context is None:
+            self._context = self._context_factory()
+        work = self._context.work_dir / folder
+        work.mkdir(parents=True, exist_ok=True)
+        return attrs.evolve(self._context, work_dir=work)
+
+    def _emit(self, kind: str, key: str, payload: Mapping[str, Any]) -> None:
+        if self._record is not None:
+            self._record(kind, stage="servers", payload=dict(payload), key=f"{key}:{time.time_ns()}")
+
+
+def _join(field: str | None, key: str) -> str:
+    return f"{field}.{key}" if field else key
