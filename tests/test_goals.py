@@ -562,12 +562,17 @@ def test_validate_data_files_row_by_row(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _other_value(tp: Any, default: Any, where: str, root: Path) -> Any:
-    """A value of type ``tp`` that differs from ``default``, valid in a goal file."""
+def _other_value(tp: Any, default: Any, where: str, root: Path, validator: Any = None) -> Any:
+    """A value of type ``tp`` that differs from ``default``, valid in a goal file (and for the
+    field's declared choices, ``validator``)."""
     import typing
     from collections.abc import Mapping as MappingABC
 
+    from forgemind_hookspecs.bounds import OneOf
+
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(validator, OneOf):
+        return next(c for c in validator.choices if c != default)
     if where == "source":
         return str(root / "goal.yaml")
     if where == "pack":
@@ -581,7 +586,7 @@ def _other_value(tp: Any, default: Any, where: str, root: Path) -> Any:
     if isinstance(tp, type) and attrs.has(tp):
         attrs.resolve_types(tp)  # field types may still be strings (postponed annotations)
         return tp(**{
-            f.name: _other_value(f.type, f.default, f"{where}.{f.name}" if where else f.name, root)
+            f.name: _other_value(f.type, f.default, f"{where}.{f.name}" if where else f.name, root, f.validator)
             for f in attrs.fields(tp)
             if not f.name.startswith("_")
         })
@@ -635,8 +640,8 @@ def test_goal_to_yaml_round_trips_every_field(tmp_path: Path) -> None:
     for path, _ in leaves:
         if path == "source":  # set by the loader from where the file is, never written
             continue
-        value = _other_value(attrs.fields_dict(type(_lookup_attr(base, path, parent=True)))[path.rsplit(".", 1)[-1]].type,
-                             _lookup_attr(base, path), path, tmp_path)
+        f = attrs.fields_dict(type(_lookup_attr(base, path, parent=True)))[path.rsplit(".", 1)[-1]]
+        value = _other_value(f.type, _lookup_attr(base, path), path, tmp_path, f.validator)
         one = _with(base, path, value)
         assert one != base, f"{path}: the made value equals the default"
         back = parse_goal(goal_to_yaml(one), source=base.source)

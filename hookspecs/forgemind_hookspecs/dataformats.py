@@ -27,14 +27,29 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from .errors import DataError, ForgeError
 from .records import Example, Message, Source
 
-__all__ = ["FORMATS", "ROLES", "detect_format", "read_examples", "validate_file"]
+__all__ = [
+    "FORMATS",
+    "MAX_LINE_CHARS",
+    "ROLES",
+    "detect_format",
+    "open_text",
+    "parse_json_line",
+    "read_examples",
+    "read_user_bytes",
+    "text_problem",
+    "validate_file",
+]
+
+#: The longest JSONL line read (characters); a longer one is a bad row, not a memory hog.
+MAX_LINE_CHARS = 16 * 2**20
 
 #: The formats :func:`read_examples` understands.
 FORMATS: tuple[str, ...] = ("prompt_completion", "chat", "csv", "text")
@@ -44,27 +59,111 @@ ROLES: tuple[str, ...] = ("system", "user", "assistant")
 _ALIASES = {"jsonl": None, "pc": "prompt_completion", "messages": "chat", "raw": "text", "txt": "text"}
 
 
+# --------------------------------------------------------------------------------------------
+# Reading a file a user named, safely: only regular files (a fifo or /dev/zero would hang the
+# reader), with a size cap for whole-file reads; every failure is one sentence.
+# --------------------------------------------------------------------------------------------
+
+
+def _open_regular(path: Path, error: type[ForgeError], what: str) -> int:
+    """An fd of ``path`` opened without blocking (a fifo does not wait for a writer), checked to
+    be a regular file after symlinks are followed."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"the {what} does not exist", file=str(path)) from None
+    except IsADirectoryError:
+        raise error(f"expected a {what}, got a folder", file=str(path)) from None
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, EACCES, an embedded NUL
+        raise error(f"cannot read the {what}: {getattr(exc, 'strerror', None) or exc}", file=str(path)) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+        raise error(f"expected a regular {what}, got {kind}", file=str(path))
+    return fd
+
+
+def read_user_bytes(
+    path: str | os.PathLike[str], *, limit: int, error: type[ForgeError] = DataError, what: str = "file"
+) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    :raises error: (a :class:`ForgeError` subclass) missing, a folder, a fifo or device, unreadable,
+        or larger than ``limit``.
+    """
+    p = Path(path)
+    with os.fdopen(_open_regular(p, error, what), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"the {what} is larger than {limit // 2**20} MiB", file=str(p))
+    return data
+
+
+def open_text(
+    path: str | os.PathLike[str], *, error: type[ForgeError] = DataError, what: str = "file", newline: str | None = None
+) -> Any:
+    """``path`` opened as strict UTF-8 text, once it is known to be a regular file."""
+    p = Path(path)
+    return os.fdopen(_open_regular(p, error, what), "r", encoding="utf-8", errors="strict", newline=newline)
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (a lone surrogate from a ``"\\ud800"`` escape), or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds an unpaired surrogate escape (\\ud800-\\udfff), which is not a character"
+    return None
+
+
+def parse_json_line(raw: str) -> tuple[Any, str | None]:
+    """``(value, None)``, or ``(None, why)`` for a line that is not JSON we can read: bad syntax,
+    nested too deeply, a number too long to convert."""
+    if len(raw) > MAX_LINE_CHARS:
+        return None, f"is longer than {MAX_LINE_CHARS // 2**20} Mi characters"
+    try:
+        return json.loads(raw), None
+    except json.JSONDecodeError as exc:
+        return None, f"is not valid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return None, "is not valid JSON we can read (nested too deeply)"
+    except ValueError:  # an integer with more digits than int() converts
+        return None, f"is not valid JSON we can read (a number longer than {sys.get_int_max_str_digits()} digits)"
+
+
+def _bad_utf8_line(path: Path) -> int:
+    """The 1-based line of the first byte that is not UTF-8 (text readers decode in chunks, so the
+    line they fail on can be a later one)."""
+    with os.fdopen(_open_regular(path, DataError, "data file"), "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
 def detect_format(path: str | os.PathLike[str]) -> str:
     """Guess a file's format from its suffix and, for JSONL, from the keys of its first row.
 
     :raises DataError: the file is missing or its format cannot be told.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError("the data file does not exist", file=str(p))
     suffix = p.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".txt", ".text", ".md"):
-        return "text"
-    with p.open(encoding="utf-8", errors="replace") as handle:
-        for lineno, raw in enumerate(handle, start=1):
+    fd = _open_regular(p, DataError, "data file")  # also for csv/text: a fifo must not hang the reader
+    if suffix in (".csv", ".txt", ".text", ".md"):
+        os.close(fd)
+        return "csv" if suffix == ".csv" else "text"
+    with open(fd, encoding="utf-8", errors="replace") as handle:
+        for lineno, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_CHARS + 1), ""), start=1):
             if not raw.strip():
                 continue
-            try:
-                first = json.loads(raw)
-            except json.JSONDecodeError as error:
-                raise DataError(f"is not valid JSON ({error.msg})", file=str(p), line=lineno) from None
+            first, problem = parse_json_line(raw)
+            if problem:
+                raise DataError(problem, file=str(p), line=lineno)
             if isinstance(first, dict):
                 if "messages" in first:
                     return "chat"
@@ -102,6 +201,9 @@ def _string_field(obj: Mapping[str, Any], key: str, where: dict[str, Any], *, re
         return ""
     if not isinstance(value, str):
         raise DataError(f"must be a string, not {type(value).__name__}", field=key, **where)
+    problem = text_problem(value)
+    if problem:
+        raise DataError(problem, field=key, **where)
     return value
 
 
@@ -111,6 +213,9 @@ def _category(obj: Mapping[str, Any], where: dict[str, Any], key: str = "categor
         return None
     if not isinstance(value, str):
         raise DataError(f"must be a string, not {type(value).__name__}", field=key, **where)
+    problem = text_problem(value)
+    if problem:
+        raise DataError(problem, field=key, **where)
     return value
 
 
@@ -145,6 +250,9 @@ def _chat(obj: Mapping[str, Any], where: dict[str, Any], source: Source) -> Exam
             raise DataError(f"role must be one of {', '.join(ROLES)}, not {role!r}", field=f"{field}.role", **where)
         if not isinstance(content, str):
             raise DataError("content must be a string", field=f"{field}.content", **where)
+        problem = text_problem(content)
+        if problem:
+            raise DataError(problem, field=f"{field}.content", **where)
         messages.append(Message(role=role, content=content))
     if messages[-1].role != "assistant":
         raise DataError(
@@ -165,24 +273,25 @@ def _text(obj: Mapping[str, Any], where: dict[str, Any], source: Source) -> Exam
 def _jsonl_rows(path: Path, fmt: str) -> Iterator[Example | DataError]:
     builder = {"prompt_completion": _prompt_completion, "chat": _chat, "text": _text}[fmt]
     source = _source(path)
-    with path.open(encoding="utf-8", errors="strict") as handle:
+    with open_text(path, what="data file") as handle:
         lineno = 0
         while True:
             lineno += 1
             try:
-                raw = handle.readline()
+                raw = handle.readline(MAX_LINE_CHARS + 1)
             except UnicodeDecodeError:
-                yield DataError("is not valid UTF-8", file=str(path), line=lineno)
+                yield DataError("is not valid UTF-8", file=str(path), line=_bad_utf8_line(path))
                 return
             if not raw:
                 return
             if not raw.strip():
                 continue
             where: dict[str, Any] = {"file": str(path), "line": lineno}
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as error:
-                yield DataError(f"is not valid JSON ({error.msg} at column {error.colno})", **where)
+            obj, problem = parse_json_line(raw)
+            if problem:
+                yield DataError(problem, **where)
+                if len(raw) > MAX_LINE_CHARS:
+                    return  # the rest of the over-long line would be read as further rows
                 continue
             if not isinstance(obj, dict):
                 yield DataError(f"must be a JSON object, not {type(obj).__name__}", **where)
@@ -204,9 +313,13 @@ def _csv_rows(path: Path, columns: Mapping[str, str] | None) -> Iterator[Example
         )
         return
     source = _source(path)
-    with path.open(encoding="utf-8", newline="") as handle:
+    with open_text(path, what="data file", newline="") as handle:
         reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except (csv.Error, UnicodeDecodeError) as error:
+            yield _csv_error(path, reader, error)
+            return
         for key in ("prompt", "completion"):
             if mapping[key] not in header:
                 yield DataError(
@@ -241,16 +354,26 @@ def _csv_rows(path: Path, columns: Mapping[str, str] | None) -> Iterator[Example
                     yield error
                     continue
                 yield example
-        except csv.Error as error:
-            yield DataError(f"is not valid CSV ({error})", file=str(path), line=reader.line_num)
+        except (csv.Error, UnicodeDecodeError) as error:
+            yield _csv_error(path, reader, error)
+
+
+def _csv_error(path: Path, reader: Any, error: Exception) -> DataError:
+    line = _bad_utf8_line(path) if isinstance(error, UnicodeDecodeError) else max(reader.line_num, 1)
+    why = "is not valid UTF-8" if isinstance(error, UnicodeDecodeError) else f"is not valid CSV ({error})"
+    return DataError(why, file=str(path), line=line)
+
+
+#: The largest plain-text (``.txt``) example read whole.
+MAX_TEXT_BYTES = 256 * 2**20
 
 
 def _text_file(path: Path) -> Iterator[Example | DataError]:
+    raw = read_user_bytes(path, limit=MAX_TEXT_BYTES, what="data file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        yield DataError("is not valid UTF-8", file=str(path), line=line)
+        yield DataError("is not valid UTF-8", file=str(path), line=raw[: error.start].count(b"\n") + 1)
         return
     if text.strip():
         yield Example(completion=text, source=_source(path), meta={"format": "text"})
@@ -280,8 +403,6 @@ def read_examples(
     :raises DataError: at the first bad row, naming its file, line and field.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError("the data file does not exist", file=str(p))
     for item in _rows(p, format, columns):
         if isinstance(item, DataError):
             raise item
@@ -301,8 +422,6 @@ def validate_file(
     """
     p = Path(path)
     try:
-        if not p.is_file():
-            return [DataError("the data file does not exist", file=str(p))]
         return [item for item in _rows(p, format, columns) if isinstance(item, DataError)]
-    except DataError as error:  # format detection failed
+    except DataError as error:  # the file cannot be opened, or format detection failed
         return [error]

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from attrs import Factory, field, frozen
 
+from .bounds import above, at_least, between, one_of
+
 __all__ = [
     "BackendChoice",
     "Checkpoint",
@@ -50,6 +52,8 @@ __all__ = [
 
 Tier = Literal["canary", "full", "adversarial"]
 TIERS: tuple[str, ...] = ("canary", "full", "adversarial")
+#: The most candidate plans one iteration may run (``search.candidates``).
+MAX_CANDIDATES = 1024
 
 
 def content_hash(value: Any, *, length: int = 16) -> str:
@@ -81,10 +85,10 @@ class SuccessCriterion:
     """
 
     metric: str = "accuracy"
-    threshold: float = 0.9
-    tier: str = "full"
-    canary_min: float = 1.0
-    adversarial_min: float = 0.0
+    threshold: float = field(default=0.9, validator=between(0, 1))
+    tier: str = field(default="full", validator=one_of(*TIERS))
+    canary_min: float = field(default=1.0, validator=between(0, 1))
+    adversarial_min: float = field(default=0.0, validator=between(0, 1))
 
 
 @frozen
@@ -93,16 +97,19 @@ class Limits:
 
     ``base_model`` is a local Hugging Face model directory, a hub id, or ``"pretrain"`` to
     pre-train a small base from scratch as the goal's ``pretrain`` section says.
-    ``patience`` stops a run after that many iterations without improvement.
+    ``patience`` stops a run after that many iterations without improvement (0: never).
+    ``method`` is one of the goal's trainer's ``methods`` (a trainer backend may declare them as a
+    class attribute, e.g. the ``hf`` trainer's ``("full", "lora", "qlora")``; goal validation
+    checks it there, so the kernel never imports a plugin).
     """
 
     base_model: str = "pretrain"
     method: str = "lora"
-    max_iterations: int = 3
-    budget_usd: float | None = None
-    wall_clock_s: float | None = None
-    max_tokens: int | None = None
-    patience: int = 2
+    max_iterations: int = field(default=3, validator=at_least(1))
+    budget_usd: float | None = field(default=None, validator=at_least(0))
+    wall_clock_s: float | None = field(default=None, validator=above(0))
+    max_tokens: int | None = field(default=None, validator=at_least(1))
+    patience: int = field(default=2, validator=at_least(0))
 
 
 @frozen
@@ -110,6 +117,8 @@ class PretrainSpec:
     """How to build a base model from scratch when ``limits.base_model == "pretrain"``.
 
     ``corpus`` is a path, a glob, or ``"stdlib"`` (the Python standard library's source).
+    ``preset`` is one of the goal's trainer's ``presets`` (a class attribute of the trainer
+    backend, checked by goal validation like ``Limits.method``).
     """
 
     corpus: str = "stdlib"
@@ -132,7 +141,7 @@ class GeneratorChoice:
     each iteration, and its options."""
 
     backend: str
-    share: float = 1.0
+    share: float = field(default=1.0, validator=at_least(0))
     options: Mapping[str, Any] = Factory(_frozen_dict)
 
 
@@ -144,7 +153,7 @@ class EvaluateSection:
 
     runner: BackendChoice = BackendChoice("hf")
     scorers: tuple[BackendChoice, ...] = (BackendChoice("label_match"),)
-    adversarial_per_iteration: int = 0
+    adversarial_per_iteration: int = field(default=0, validator=at_least(0, 100_000))
     adversary: BackendChoice = BackendChoice("perturb")
 
 
@@ -165,7 +174,7 @@ class SearchSection:
     a branch of the run on the goal's executor and the best by the success criterion wins.
     ``storage`` is where workers write (default: the ForgeMind home; a path every node sees)."""
 
-    candidates: int = 1
+    candidates: int = field(default=1, validator=at_least(1, MAX_CANDIDATES))
     space: Mapping[str, tuple[Any, ...]] = Factory(_frozen_dict)
     storage: str | None = None
 
@@ -193,7 +202,7 @@ class Goal:
     executor: BackendChoice = BackendChoice("local")
     search: SearchSection = SearchSection()
     review: ReviewSection = ReviewSection()
-    seed: int = 0
+    seed: int = field(default=0, validator=at_least(0, 2**32 - 1))
     source: str | None = None
     export: Mapping[str, Any] = Factory(_frozen_dict)
 
