@@ -50,8 +50,20 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
 
 
+class _Check:
+    """An attrs validator: ``problem(value)`` says what is wrong, ``__call__`` raises it."""
+
+    def problem(self, value: Any) -> str | None:  # pragma: no cover - every check overrides it
+        raise NotImplementedError
+
+    def __call__(self, instance: Any, attribute: Any, value: Any) -> None:
+        problem = self.problem(value)
+        if problem:
+            raise FieldValueError(attribute.name, problem)
+
+
 @frozen
-class Range:
+class Range(_Check):
     """A number in ``[low, high]`` (an end may be open or absent); always finite."""
 
     low: float | None = None
@@ -80,14 +92,9 @@ class Range:
             return wanted
         return None
 
-    def __call__(self, instance: Any, attribute: Any, value: Any) -> None:
-        problem = self.problem(value)
-        if problem:
-            raise FieldValueError(attribute.name, problem)
-
 
 @frozen
-class OneOf:
+class OneOf(_Check):
     """One of a fixed set of values (text choices such as strategies or tiers)."""
 
     choices: tuple[Any, ...]
@@ -100,14 +107,9 @@ class OneOf:
             return None
         return f"expected one of {', '.join(repr(c) for c in self.choices)}, got {_shown(value)}"
 
-    def __call__(self, instance: Any, attribute: Any, value: Any) -> None:
-        problem = self.problem(value)
-        if problem:
-            raise FieldValueError(attribute.name, problem)
-
 
 @frozen
-class Each:
+class Each(_Check):
     """Every item of a list passes ``inner``; with ``non_empty`` the list has at least one."""
 
     inner: Range | OneOf
@@ -126,11 +128,6 @@ class Each:
             if problem:
                 return f"[{index}]: {problem}"
         return None
-
-    def __call__(self, instance: Any, attribute: Any, value: Any) -> None:
-        problem = self.problem(value)
-        if problem:
-            raise FieldValueError(attribute.name, problem)
 
 
 def above(low: float, high: float | None = None) -> Range:
