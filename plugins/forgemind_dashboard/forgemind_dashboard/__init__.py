@@ -33,21 +33,28 @@ def forgemind_register_commands(cli: Any) -> None:
     @click.option("--max-upload-mb", type=click.IntRange(1), default=200, show_default=True,
                   help="Largest file a user may upload.")
     @click.option("--learn", is_flag=True, help="Open with learn mode on (explainers, tips, definitions).")
+    @click.option("--allow", "allow", multiple=True, metavar="FOLDER",
+                  type=click.Path(exists=True, file_okay=False, resolve_path=True),
+                  help="A folder the dashboard may read and write besides the ForgeMind home (repeatable; "
+                       "default: the current folder).")
     @click.pass_context
     def dashboard(ctx: click.Context, host: str, port: int, token: str | None, max_upload_mb: int,
-                  learn: bool) -> None:
+                  learn: bool, allow: tuple[str, ...]) -> None:
         """Open the ForgeMind web dashboard (training, fine-tuning, evaluation, runs, review, export).
 
         Binds 127.0.0.1 by default; binding another address needs --token (or the environment
-        variable), and then every visitor logs in with that token as the password.
+        variable), and then every visitor logs in with that token as the password. Paths typed
+        into the page must lie in the ForgeMind home or an --allow folder (default: the current
+        folder); anything else is refused with one sentence (docs/security.md).
         """
-        from .security import check_bind
+        from .security import Confinement, check_bind
 
         check_bind(host, token)
         forge = ctx.find_root().obj
         if forge is None:  # run outside the forge group (a test): the caller passes one in
             raise click.UsageError("forge dashboard must run inside the forge command group")
+        Confinement(forge.home, allow)  # a root folder in --allow: one sentence, before gradio loads
         from .app import launch
 
         launch(forge, host=host, port=port, token=token, max_upload_bytes=max_upload_mb * 1024 * 1024,
-               learn=learn, block=True)
+               learn=learn, block=True, allow=allow)

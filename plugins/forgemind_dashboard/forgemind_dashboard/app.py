@@ -7,18 +7,19 @@ loads, so a browser reload loses nothing. Nothing here trains, evaluates or reco
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from forgemind_hookspecs import ForgeError
 
 from .learn import GLOSSARY, TIPS, explainer_html, term
-from .security import check_bind, safe_name, store_upload
+from .security import Confinement, Scrubber, check_bind, safe_id, safe_name, store_upload
 from .views import (
     comparison_html,
     events_log,
@@ -64,18 +65,45 @@ def _opt(value: Any, cast: Callable[[Any], Any]) -> Any:
     return cast(value)
 
 
-def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: bool = False) -> Any:
-    """The dashboard as a ``gr.Blocks`` over ``forge`` (anything with the ``Forge`` API)."""
+#: The largest goal file the loader reads (a goal is a few kB).
+MAX_GOAL_BYTES = 1 << 20
+
+
+def _guarded(fn: Callable[..., Any], scrub: Scrubber) -> Callable[..., Any]:
+    """``fn`` whose answer is scrubbed of secrets, and whose unexpected error reaches the page as
+    one scrubbed sentence (``gr.Error``) instead of gradio's own rendering of the exception."""
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def guarded(*args: Any) -> Any:
+        try:
+            return scrub(fn(*args))
+        except gr.Error:
+            raise
+        except Exception as error:
+            raise gr.Error(scrub(_message(error))) from None
+
+    return guarded
+
+
+def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: bool = False,
+              allow: Iterable[str | os.PathLike[str]] | None = None, token: str | None = None) -> Any:
+    """The dashboard as a ``gr.Blocks`` over ``forge`` (anything with the ``Forge`` API).
+
+    Every path it reads or writes lies in the ForgeMind home or a folder of ``allow`` (default: the
+    current folder); ``token`` and the process's secret environment values never leave it."""
     import gradio as gr
     import pandas as pd
 
     home = Path(forge.home).resolve()
+    confine = Confinement(home, allow)
 
     def upload(file: Any) -> str | None:
         if not file:
             return None
         path = file if isinstance(file, str) else getattr(file, "name", str(file))
-        return str(store_upload(home, path, Path(path).name, max_upload_bytes))
+        source = confine.path(path, field="upload")  # gradio's upload cache lies in the home
+        return str(store_upload(home, source, Path(path).name, max_upload_bytes))
 
     def checkpoint_choices(by_id: bool = False) -> list[tuple[str, str]]:
         """Every checkpoint, labelled with its source; the value is its folder (what the runners
@@ -117,7 +145,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
         if not job_id:
             return "no job yet", "", loss_frame([]), ""
         try:
-            data = forge.job(job_id)
+            data = forge.job(safe_id(job_id, "job id"))
         except Exception as error:
             return _message(error), "", loss_frame([]), ""
         result_md = ""
@@ -217,8 +245,8 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 return (gr.Dropdown(choices=job_choices(("pretrain",)), value=job_id),
                         f"started job `{job_id}` on `{path}`")
 
-            for component in pt_inputs:
-                component.change(pt_preview, inputs=pt_inputs, outputs=pt_yaml)
+            # one endpoint for every field's change (not one per field)
+            gr.on([c.change for c in pt_inputs], pt_preview, inputs=pt_inputs, outputs=pt_yaml)
             pt_launch.click(pt_start, inputs=pt_inputs, outputs=[pt_panel["job"], pt_msg])
             attach(pt_panel, timer)
 
@@ -308,7 +336,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 if not a["data"] or not a["base"]:
                     return "❌ upload a dataset and choose a base model first"
                 try:
-                    est = forge.estimate(a["base"], upload(a["data"]), format=a["format"],
+                    est = forge.estimate(confine.reference(a["base"], field="base"), upload(a["data"]), format=a["format"],
                                          columns=a["columns"] or None, method=a["method"],
                                          hyperparameters=a["hyperparameters"])
                 except Exception as error:
@@ -321,6 +349,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 if not a["data"] or not a["base"]:
                     return gr.Dropdown(), "❌ upload a dataset and choose a base model first"
                 try:
+                    a["base"] = confine.reference(a["base"], field="base")
                     a["data"] = upload(a["data"])
                     a["columns"] = a["columns"] or None
                     job_id = forge.submit("train", {k: v for k, v in a.items() if v is not None})
@@ -328,8 +357,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                     return gr.Dropdown(), _message(error)
                 return gr.Dropdown(choices=job_choices(("train",)), value=job_id), f"started job `{job_id}`"
 
-            for component in ft_inputs:
-                component.change(ft_preview, inputs=ft_inputs, outputs=ft_yaml)
+            gr.on([c.change for c in ft_inputs], ft_preview, inputs=ft_inputs, outputs=ft_yaml)
             ft_validate.click(ft_check, inputs=ft_inputs, outputs=[ft_valid_md, ft_rows])
             ft_estimate.click(ft_estimate_fn, inputs=ft_inputs, outputs=ft_est_md)
             ft_launch.click(ft_start, inputs=ft_inputs, outputs=[ft_panel["job"], ft_est_md])
@@ -367,10 +395,19 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                                               label="Iterations", interactive=False, elem_id="lp-iterations")
 
             def lp_load_fn(path: str) -> tuple[str, str]:
+                if not path or not path.strip():
+                    return "", "❌ give the path of a goal file"
                 try:
-                    return Path(path).read_text(encoding="utf-8"), f"loaded `{path}`"
-                except OSError as error:
-                    return "", f"❌ {path}: {error.strerror}"
+                    resolved = confine.path(path.strip(), field="goal file")
+                    if not resolved.is_file() or resolved.stat().st_size > MAX_GOAL_BYTES:
+                        return "", f"❌ {path}: not a goal file (a regular file of at most 1 MB)"
+                    text = resolved.read_text(encoding="utf-8")
+                    confine.goal_text(text, resolved.parent)
+                except ForgeError as error:
+                    return "", _message(error)
+                except (OSError, UnicodeDecodeError) as error:
+                    return "", f"❌ {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}"
+                return text, f"loaded `{path}`"
 
             def lp_form_fn(name: str, task: str, pack: str, threshold: Any, iters: Any, budget: Any, base: str,
                            method: str) -> str:
@@ -378,17 +415,28 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
 
                 goal: dict[str, Any] = {"name": safe_name(name or "goal"), "task": task}
                 if pack:
-                    goal["pack"] = str(Path(pack).resolve())
+                    try:
+                        goal["pack"] = str(confine.path(pack, field="pack"))
+                    except ForgeError as error:
+                        return f"# {_message(error)}\n"
                 goal["success"] = {"metric": "accuracy", "threshold": float(threshold or 0.9), "tier": "full"}
                 goal["limits"] = {"base_model": base or "pretrain", "method": method,
                                   "max_iterations": int(iters or 3), "budget_usd": float(budget or 1.0)}
                 return str(yaml.safe_dump(goal, sort_keys=False))
 
             def lp_goal_file(text: str, path: str) -> Path:
-                """The file to run: the loaded one if unchanged, else the text saved under the home."""
-                if path and Path(path).is_file():
-                    if Path(path).read_text(encoding="utf-8").strip() == text.strip():
-                        return Path(path)
+                """The file to run: the loaded one if unchanged, else the text saved under the home;
+                every path the goal (and its pack) names is checked first.
+
+                :raises ForgeError: the goal file or a path it names is outside the allowed folders.
+                """
+                folder = home / "uploads" / "goals"
+                loaded = confine.path(path, field="goal file") if path and path.strip() else None
+                confine.goal_text(text, loaded.parent if loaded else folder)
+                if loaded is not None and loaded.is_file() and loaded.stat().st_size <= MAX_GOAL_BYTES:
+                    path = str(loaded)
+                    if loaded.read_text(encoding="utf-8").strip() == text.strip():
+                        return loaded
                     import yaml
 
                     # an edited copy is saved under the home: its relative pack stays the original's
@@ -402,20 +450,22 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                         text = str(yaml.safe_dump(data, sort_keys=False))
                 import hashlib
 
-                folder = home / "uploads" / "goals"
                 folder.mkdir(parents=True, exist_ok=True)
                 target = folder / f"goal-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
                 target.write_text(text, encoding="utf-8")
                 return target
 
             def lp_validate_fn(text: str, path: str) -> str:
-                if not text.strip():
+                if not text or not text.strip():
                     return "❌ load or write a goal first"
-                problems = forge.validate_goal(lp_goal_file(text, path))
+                try:
+                    problems = forge.validate_goal(lp_goal_file(text, path))
+                except (ForgeError, OSError, UnicodeDecodeError) as error:
+                    return _message(error)
                 return "✅ the goal is valid" if not problems else "\n".join(f"❌ {p}" for p in problems)
 
             def lp_run_fn(text: str, path: str) -> tuple[Any, str]:
-                if not text.strip():
+                if not text or not text.strip():
                     return gr.Dropdown(), "❌ load or write a goal first"
                 try:
                     goal_file = lp_goal_file(text, path)
@@ -432,7 +482,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 if not job_id:
                     return None
                 try:
-                    job = forge.job(job_id, events=False)
+                    job = forge.job(safe_id(job_id, "job id"), events=False)
                     run_id = (job.get("result") or {}).get("run_id") or job["params"].get("run_id") or \
                         job["params"].get("new_run_id")
                     return iterations_rows(forge.status(run_id)) if run_id else None
@@ -490,6 +540,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                             text, _, expected = line.partition("=>")
                             cases.append({"input": text.strip(), "expected": expected.strip()})
                 try:
+                    ckpts = [confine.reference(c) for c in ckpts]
                     result = forge.compare(ckpts, suite=cases, prompt_format=fmt or "{input}",
                                            max_new_tokens=int(max_tokens or 16))
                 except Exception as error:
@@ -501,7 +552,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 if not run_id:
                     return metric_frame(None, metric), "❌ choose a run"
                 try:
-                    frame = metric_frame(forge.show(run_id), metric)
+                    frame = metric_frame(forge.show(safe_id(run_id, "run id")), metric)
                 except Exception as error:
                     return metric_frame(None, metric), _message(error)
                 if frame.empty:
@@ -559,7 +610,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 if not run_id:
                     return None, "❌ choose a run"
                 try:
-                    return forge.show(run_id), ""
+                    return forge.show(safe_id(run_id, "run id")), ""
                 except Exception as error:
                     return None, _message(error)
 
@@ -567,7 +618,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 if not run_id:
                     return gr.Code(), gr.Textbox(), "❌ choose a run", gr.Markdown()
                 try:
-                    text = forge.config(run_id, int(iteration or 0) or None)
+                    text = forge.config(safe_id(run_id, "run id"), int(iteration or 0) or None)
                 except Exception as error:
                     return gr.Code(), gr.Textbox(), _message(error), gr.Markdown()
                 what = f"iteration {int(iteration)} of `{run_id}`" if iteration else f"`{run_id}`"
@@ -591,6 +642,10 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                         values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
                     except yaml.YAMLError:
                         values[key.strip()] = raw.strip()
+                try:
+                    run_id = safe_id(run_id, "run id")
+                except ForgeError as error:
+                    return gr.Dropdown(), _message(error)
                 params = {"run_id": run_id, "iteration": int(iteration or 0) or None, "overrides": values,
                           "branch": branch or None}
                 try:
@@ -605,7 +660,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                 if not node or not node.strip():
                     return "❌ give an id"
                 try:
-                    return lineage_markdown(forge.lineage(node.strip()))
+                    return lineage_markdown(forge.lineage(safe_id(node, "id")))
                 except Exception as error:
                     return _message(error)
 
@@ -650,7 +705,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                     if not item:
                         return gr.Dataframe(), gr.Dropdown(), "❌ choose an item"
                     try:
-                        forge.review(item, action, reason=reason or None, reviewer=reviewer or None,
+                        forge.review(safe_id(item, "review item"), action, reason=reason or None, reviewer=reviewer or None,
                                      edit={"completion": edit} if action == "edit" else None)
                     except Exception as error:
                         return gr.Dataframe(), gr.Dropdown(), _message(error)
@@ -723,7 +778,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                     n += 1
                     out = home / "exports" / f"{name}-{n}"
                 try:
-                    result = forge.export(ckpt, target, out, metadata, options)
+                    result = forge.export(confine.reference(ckpt), target, out, metadata, options)
                 except Exception as error:
                     return _message(error), None, ""
                 archive = shutil.make_archive(str(out), "zip", root_dir=out)
@@ -766,7 +821,7 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
                     for ckpt, hist in ((a, hist_a), (b, hist_b)):
                         if not ckpt:
                             continue
-                        answer = forge.generate(ckpt, [prompt], max_new_tokens=int(max_tokens or 32),
+                        answer = forge.generate(confine.reference(ckpt), [prompt], max_new_tokens=int(max_tokens or 32),
                                                 temperature=float(temp))[0]
                         hist += [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
                 except Exception as error:
@@ -804,22 +859,26 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
 
         demo.load(on_load, outputs=[pt_panel["job"], ft_panel["job"], lp_panel["job"], ft_base, ev_ckpts, pg_a, pg_b,
                                     ex_ckpt, rn_id, ev_run])
+    scrub = Scrubber(token)
+    for block_fn in demo.fns.values():  # every endpoint, also one added later
+        block_fn.fn = _guarded(block_fn.fn, scrub)
     return demo
 
 
 def launch(forge: Any, *, host: str = "127.0.0.1", port: int = 7860, token: str | None = None,
            max_upload_bytes: int = 200 * 1024 * 1024, learn: bool = False, block: bool = True,
-           quiet: bool = False) -> Any:
+           quiet: bool = False, allow: Iterable[str | os.PathLike[str]] | None = None) -> Any:
     """Serve the dashboard. Uploads land in ``<home>/uploads`` (gradio's own upload cache too);
-    beyond loopback every visitor logs in with ``token`` as the password. Returns the Blocks
-    (``block=False``: the server runs in a thread; call ``.close()`` to stop it)."""
+    paths typed into the page must lie in the home or a folder of ``allow`` (default: the current
+    folder); beyond loopback every visitor logs in with ``token`` as the password. Returns the
+    Blocks (``block=False``: the server runs in a thread; call ``.close()`` to stop it)."""
     check_bind(host, token)
     home = Path(forge.home).resolve()
     incoming = home / "uploads" / ".incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(incoming)  # gradio's upload cache: inside the home
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    demo = build_app(forge, max_upload_bytes=max_upload_bytes, learn=learn)
+    demo = build_app(forge, max_upload_bytes=max_upload_bytes, learn=learn, allow=allow, token=token)
     auth = None
     if token:
         secret = token.strip()

@@ -26,7 +26,9 @@ def dashboard(tmp_path_factory, chromium_path, free_port):
     home = tmp_path_factory.mktemp("home")
     forge = Forge(home=home, plugins=[kernel_plugins, TaintedPlugin()], blocked=["openai"])
     port = free_port
-    demo = launch(forge, port=port, block=False, quiet=True, max_upload_bytes=2 * 1024 * 1024)
+    # the goal files and packs of the test live in pytest's temporary folders
+    demo = launch(forge, port=port, block=False, quiet=True, max_upload_bytes=2 * 1024 * 1024,
+                  allow=[tmp_path_factory.getbasetemp(), Path.cwd()])
     yield forge, f"http://127.0.0.1:{port}/"
     demo.close()
 
