@@ -271,6 +271,8 @@ class Packed:
     labels: torch.Tensor
     position_ids: torch.Tensor
     tokens: int
+    #: ``(row, start, index, length)`` per packed sequence, ``index`` into the list given to :func:`pack`.
+    layout: list[tuple[int, int, int, int]] = field(factory=list)
 
 
 def pack(sequences: Sequence[tuple[list[int], list[int]]], capacity: int, pad_id: int) -> Packed:
@@ -300,6 +302,7 @@ def pack(sequences: Sequence[tuple[list[int], list[int]]], capacity: int, pad_id
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     tokens = 0
+    layout: list[tuple[int, int, int, int]] = []
     for r, members in enumerate(rows):
         at = 0
         for i in members:
@@ -308,11 +311,12 @@ def pack(sequences: Sequence[tuple[list[int], list[int]]], capacity: int, pad_id
             ids[r, at : at + n] = torch.tensor(seq_ids[:n])
             labels[r, at : at + n] = torch.tensor(seq_labels[:n])
             positions[r, at : at + n] = torch.arange(n)
+            layout.append((r, at, i, n))
             at += n
             tokens += n
         if at < width:
             positions[r, at:width] = torch.arange(width - at)
-    return Packed(ids, labels, positions, tokens)
+    return Packed(ids, labels, positions, tokens, layout)
 
 
 def batch_tokens(batch: Packed) -> int:
@@ -507,6 +511,7 @@ def train_loop(
     *,
     device: torch.device | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    loss_fn: Callable[[torch.nn.Module, Packed, int, torch.device], torch.Tensor] | None = None,
 ) -> LoopResult:
     """Train ``model`` for ``cfg.total_steps`` optimiser steps, resuming from the newest
     complete checkpoint in ``checkpoint_dir``.
@@ -516,6 +521,9 @@ def train_loop(
 
     Under FSDP (:func:`parallelism`) ``model`` is sharded in place here and stays sharded on
     return; get its weights with :func:`full_state_dict` (a collective) before saving.
+
+    ``loss_fn(model, batch, step, device)`` replaces transformers' own loss (the forward with
+    ``labels``): :mod:`forgemind_hf.fastpath` uses it to skip frozen layers and unlabelled logits.
     """
     device = device or next(model.parameters()).device
     rank, world = distributed()
@@ -560,13 +568,15 @@ def train_loop(
         for step in range(start, cfg.total_steps):
             batch = batch_at(step)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                out = forward(
-                    input_ids=batch.input_ids.to(device),
-                    position_ids=batch.position_ids.to(device),
-                    labels=batch.labels.to(device),
-                    use_cache=False,
-                )
-            loss = out.loss
+                if loss_fn is not None:
+                    loss = loss_fn(forward, batch, step, device)
+                else:
+                    loss = forward(
+                        input_ids=batch.input_ids.to(device),
+                        position_ids=batch.position_ids.to(device),
+                        labels=batch.labels.to(device),
+                        use_cache=False,
+                    ).loss
             loss.backward()
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
