@@ -177,8 +177,8 @@ def generate(forge: Any, checkpoint: str | Checkpoint, prompts: Sequence[str], *
     """One completion per prompt from ``checkpoint`` (a folder or a registry id): ``forge generate``."""
     from .trials import resolve_checkpoint
 
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint))
     backend = forge.backend("runners", runner, runner_options)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint), backend)
     ctx = _ctx(forge, "generate", None)
     return list(backend.generate(ckpt, list(prompts), ctx, max_new_tokens=max_new_tokens, temperature=temperature))
 
@@ -239,7 +239,7 @@ def evaluate(forge: Any, checkpoint: str | Checkpoint, suite: str | os.PathLike[
 
     setup = _EvalSetup(forge, pack=pack, prompt_format=prompt_format, runner=runner,
                        runner_options=runner_options, scorer=scorer, progress=progress)
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint))
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint), setup.runner)
     return setup.evaluate(ckpt, setup.cases(suite, tier), tier, max_new_tokens)
 
 

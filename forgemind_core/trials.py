@@ -343,9 +343,10 @@ def local_embedder(model_path: str | Path) -> Callable[[list[str]], Sequence[Seq
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_checkpoint(forge: Any, ref: str) -> Checkpoint:
+def resolve_checkpoint(forge: Any, ref: str, runner: Any = None) -> Checkpoint:
     """The checkpoint ``ref`` names: a folder (with or without a record of itself) or an id in
-    the registry of ``forge`` (anything with ``registry()``).
+    the registry of ``forge`` (anything with ``registry()``); failing both, what ``runner``'s
+    optional ``checkpoint(ref)`` makes of it (the ``openai`` runner: the endpoint's model ``ref``).
 
     A folder's record is ``manifest.json`` (``{"checkpoint": {...}, ...}``, as trainers write it)
     or ``checkpoint.json`` (the bare Checkpoint record). A folder with neither (a plain model folder) becomes a ``full`` checkpoint whose
@@ -384,6 +385,8 @@ def resolve_checkpoint(forge: Any, ref: str) -> Checkpoint:
             id=content_hash(str(folder)), path=str(folder), base_model=str(folder), method="full", kind="full"
         )
     row = forge.registry().checkpoint(ref)
+    if row is None and callable(getattr(runner, "checkpoint", None)):
+        return runner.checkpoint(ref)  # type: ignore[no-any-return]
     if row is None:
         raise UserError(
             f"{ref!r} is neither a folder nor a checkpoint id known to the registry", field="checkpoint"

@@ -160,7 +160,9 @@ def eval_command(forge: Any, checkpoint: str, suite_path: Path, as_json: bool, *
 
     from ..trials import resolve_checkpoint
 
-    ckpt = resolve_checkpoint(forge, checkpoint)
+    runner = forge.backend("runners", options["runner"], key_values(options["runner_option"], "runner-option"),
+                           field="runner")
+    ckpt = resolve_checkpoint(forge, checkpoint, runner)  # a runner may name what CHECKPOINT means (openai)
     report = forge.evaluate(
         ckpt,
         suite_path,

@@ -12,12 +12,20 @@ For each call the engine:
 2. reserves the worst case (prompt-token upper estimate + ``max_tokens`` at the model's prices)
    on ``ctx.budget`` — if that does not fit, no call is made and the run stops at the budget;
 3. waits for the client-side rate limits (requests/min and tokens/min) and a concurrency slot;
-4. calls Chat Completions, retrying 408/409/429/5xx, timeouts, broken and non-JSON bodies with
+4. calls Chat Completions (or Completions, for a body with a ``prompt``), retrying 408/409/429/5xx, timeouts, broken and non-JSON bodies with
    exponential backoff and full jitter, honouring ``Retry-After``;
 5. appends the response to the cache (see :class:`ResponseCache`) before the call counts as
    done, and settles the budget with the real cost.
 
 Failures that survive the retries come back as :class:`Rejection` values, never exceptions.
+
+The server's *dialect* (``ClientOptions.dialect``) is found on the first call that is not a cache
+hit: a local ``base_url`` is asked ``GET /models`` once, and llama-cpp-python's server (every
+model ``owned_by: "me"``) is treated as what it is: it answers one request at a time (so
+``concurrency`` left unset means 1 there, not 8) and it returns HTTP 500 for OpenAI's
+``json_schema`` response format (so a schema goes as llama.cpp's grammar-constrained
+``{"type": "json_object", "schema": ...}``). The cache key is the request as written, before
+that translation, so a cached run needs no probe and makes no request at all.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +44,7 @@ from attrs import Factory, frozen
 from forgemind_hookspecs import BudgetExceeded, ConfigError, StageContext, content_hash
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_PRICES",
     "CallResult",
     "ClientOptions",
@@ -61,6 +70,11 @@ DEFAULT_PRICES: Mapping[str, Mapping[str, float]] = {
 
 RETRY_STATUS = frozenset({408, 409, 429})
 
+#: Calls in flight when ``concurrency`` is not set: 8 for an API or a batching server (vLLM,
+#: Ollama), 1 for a server known to answer one request at a time (llama-cpp-python's).
+DEFAULT_CONCURRENCY = 8
+SERIAL_DIALECTS = frozenset({"llamacpp"})
+
 
 def _prices_factory() -> dict[str, dict[str, float]]:
     return {}
@@ -80,6 +94,11 @@ class ClientOptions:
     :ivar http_client: the ``openai`` client's HTTP transport: ``aiohttp`` (its
         ``DefaultAioHttpClient``, about half the CPU per call of the default) or ``httpx``.
         Either way one pool holds ``concurrency`` keep-alive connections.
+    :ivar concurrency: calls in flight at most; ``None`` = :data:`DEFAULT_CONCURRENCY` (8), or 1
+        on a server that answers one request at a time (the ``llamacpp`` dialect).
+    :ivar dialect: ``openai`` (the API as documented), ``llamacpp`` (llama-cpp-python's server:
+        serial, schemas as grammar-constrained ``json_object``), or ``auto`` (default: ``openai``
+        for api.openai.com, else asked of the server's ``GET /models`` on the first uncached call).
     """
 
     model: str = "gpt-4o-mini"
@@ -87,7 +106,7 @@ class ClientOptions:
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 1.0
     max_tokens: int = 1024
-    concurrency: int = 8
+    concurrency: int | None = None
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     max_retries: int = 6
@@ -99,6 +118,16 @@ class ClientOptions:
     cache: bool = True
     prices: Mapping[str, Mapping[str, float]] = Factory(_prices_factory)
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    dialect: Literal["auto", "openai", "llamacpp"] = "auto"
+
+
+def dialect_of(models: Any) -> str:
+    """The dialect a ``GET /models`` answer shows: ``llamacpp`` when every model is
+    ``owned_by: "me"`` (llama-cpp-python's server says exactly that), else ``openai``."""
+    data = models.get("data") if isinstance(models, dict) else None
+    if isinstance(data, list) and data and all(isinstance(m, dict) and m.get("owned_by") == "me" for m in data):
+        return "llamacpp"
+    return "openai"
 
 
 @frozen
@@ -297,11 +326,23 @@ class LLMEngine:
         self.cost_usd = 0.0
         self._client: Any = None
         self._completion_type: Any = None
+        self._text_type: Any = None
         self._sem: asyncio.Semaphore | None = None
         self._limiter: RateLimiter | None = None
         self._outstanding = 0  # calls of ours holding a budget reservation
         self._settled: asyncio.Event | None = None
         self._in, self._out = price_of(options, options.model)
+        self.dialect: str | None = options.dialect if options.dialect != "auto" else (
+            "openai" if options.base_url is None else None)  # None: asked on the first uncached call
+        self.served_models: tuple[str, ...] = ()
+        self.concurrency = self._concurrency()
+        self._probe_lock: asyncio.Lock | None = None
+        self._probed = False
+
+    def _concurrency(self) -> int:
+        if self.options.concurrency is not None:
+            return max(1, self.options.concurrency)
+        return 1 if self.dialect in SERIAL_DIALECTS else DEFAULT_CONCURRENCY
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -320,9 +361,10 @@ class LLMEngine:
     async def open(self) -> None:
         import httpx2
         import openai
+        from openai.types import Completion
         from openai.types.chat import ChatCompletion
 
-        slots = max(1, self.options.concurrency)
+        slots = self.concurrency
         make_http = openai.DefaultAioHttpClient if self.options.http_client == "aiohttp" else openai.DefaultAsyncHttpxClient
         self._client = openai.AsyncOpenAI(
             api_key=self._api_key(),
@@ -332,9 +374,41 @@ class LLMEngine:
             http_client=make_http(limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots)),
         )
         self._completion_type = ChatCompletion
-        self._sem = asyncio.Semaphore(max(1, self.options.concurrency))
+        self._text_type = Completion
+        self._sem = asyncio.Semaphore(self.concurrency)
         self._limiter = RateLimiter(self.options.requests_per_minute, self.options.tokens_per_minute)
         self._settled = asyncio.Event()
+        self._probe_lock = asyncio.Lock()
+
+    async def models(self) -> tuple[str, ...]:
+        """The ids the server's ``GET /models`` lists (empty when it does not answer); the
+        dialect, when ``auto``, is settled from the same answer."""
+        await self._probe()
+        return self.served_models
+
+    async def _probe(self) -> None:
+        assert self._probe_lock is not None, "engine not opened"
+        async with self._probe_lock:
+            if self._probed:
+                return
+            import openai
+
+            try:
+                answer = await self._client.get("/models", cast_to=object)
+            except (openai.OpenAIError, ValueError) as error:
+                self.ctx.log.debug("llm.models_unavailable", what=self.what, reason=_short(str(error)))
+                answer = None
+            self._probed = True
+            data = answer.get("data") if isinstance(answer, dict) else None
+            self.served_models = tuple(str(m["id"]) for m in data or () if isinstance(m, dict) and "id" in m)
+            if self.dialect is None:
+                self.dialect = dialect_of(answer)
+                before = self.concurrency
+                self.concurrency = self._concurrency()
+                if self.concurrency != before:
+                    self._sem = asyncio.Semaphore(self.concurrency)
+                self.ctx.log.info("llm.dialect", what=self.what, base_url=self.options.base_url,
+                                  dialect=self.dialect, concurrency=self.concurrency)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -353,16 +427,13 @@ class LLMEngine:
         schema_name: str,
         seed: int | None,
         temperature: float | None = None,
+        max_tokens: int | None = None,
+        stop: Sequence[str] = (),
+        model: str | None = None,
     ) -> dict[str, Any]:
-        """The request body (without the model's API key, which is a header)."""
-        body: dict[str, Any] = {
-            "model": self.options.model,
-            "messages": [dict(m) for m in messages],
-            "temperature": self.options.temperature if temperature is None else temperature,
-            "max_tokens": self.options.max_tokens,
-        }
-        if seed is not None:
-            body["seed"] = seed
+        """The Chat Completions request body (without the API key, which is a header)."""
+        body = self._common(seed, temperature, max_tokens, stop, model)
+        body["messages"] = [dict(m) for m in messages]
         if schema is not None:
             if self.options.structured:
                 body["response_format"] = {
@@ -373,12 +444,42 @@ class LLMEngine:
                 body["response_format"] = {"type": "json_object"}
         return body
 
+    def completion_request(self, prompt: str, *, seed: int | None, temperature: float | None = None,
+                           max_tokens: int | None = None, stop: Sequence[str] = (),
+                           model: str | None = None) -> dict[str, Any]:
+        """A (legacy) Completions request body: the raw ``prompt`` continued, no chat template."""
+        body = self._common(seed, temperature, max_tokens, stop, model)
+        body["prompt"] = prompt
+        return body
+
+    def _common(self, seed: int | None, temperature: float | None, max_tokens: int | None,
+                stop: Sequence[str], model: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model or self.options.model,
+            "temperature": self.options.temperature if temperature is None else temperature,
+            "max_tokens": self.options.max_tokens if max_tokens is None else max_tokens,
+        }
+        if seed is not None:
+            body["seed"] = seed
+        if stop:
+            body["stop"] = list(stop)
+        return body
+
+    def wire(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``body`` as this server's dialect wants it sent (see the module doc)."""
+        out = dict(body)
+        fmt = out.get("response_format")
+        if self.dialect == "llamacpp" and isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+            out["response_format"] = {"type": "json_object", "schema": dict(fmt["json_schema"]["schema"])}
+        return out
+
     def key(self, body: Mapping[str, Any]) -> str:
         """The cache key: a hash of the full request and the server it goes to."""
         return content_hash({"base_url": (self.options.base_url or "openai").rstrip("/"), "body": body}, length=40)
 
     def worst_case_usd(self, body: Mapping[str, Any]) -> tuple[int, float]:
-        tokens = estimate_prompt_tokens(body["messages"], json.dumps(body.get("response_format", "")))
+        messages = body.get("messages") or [{"content": body.get("prompt", "")}]
+        tokens = estimate_prompt_tokens(messages, json.dumps(body.get("response_format", "")))
         return tokens + int(body["max_tokens"]), tokens * self._in + int(body["max_tokens"]) * self._out
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
@@ -402,6 +503,8 @@ class LLMEngine:
                 )
         if self.budget_exhausted:
             return Rejection(key, "budget exhausted")
+        if self.dialect is None:
+            await self._probe()
         tokens, worst = self.worst_case_usd(body)
         assert self._sem is not None and self._limiter is not None and self._settled is not None, "engine not opened"
         async with self._sem:
@@ -444,6 +547,9 @@ class LLMEngine:
 
         last = ""
         attempts = 0
+        chat = "prompt" not in body
+        path, cast_to = ("/chat/completions", self._completion_type) if chat else ("/completions", self._text_type)
+        sent = self.wire(body)
         for attempt in range(self.options.max_retries + 1):
             attempts = attempt + 1
             wait: float | None = None
@@ -452,7 +558,7 @@ class LLMEngine:
                 # the client's generic POST: the same request, errors and parsed ChatCompletion
                 # as chat.completions.create, without its per-call walk of the typed parameters
                 # (a millisecond of CPU per call on a JSON-schema body we built as plain JSON)
-                response = await self._client.post("/chat/completions", body=dict(body), cast_to=self._completion_type)
+                response = await self._client.post(path, body=sent, cast_to=cast_to)
                 if isinstance(response, str) or not getattr(response, "choices", None):
                     raise ValueError("response has no choices")
             except openai.APIStatusError as error:
@@ -469,7 +575,7 @@ class LLMEngine:
                 last = f"malformed response body: {_short(str(error))}"
             else:
                 choice = response.choices[0]
-                content = choice.message.content or ""
+                content = (choice.message.content if chat else choice.text) or ""
                 usage = response.usage
                 pt = int(getattr(usage, "prompt_tokens", 0) or 0)
                 ct = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -538,16 +644,22 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run_calls(engine: LLMEngine, bodies: Sequence[Mapping[str, Any]]) -> list[CallResult | Rejection]:
+def run_calls(
+    engine: LLMEngine,
+    bodies: Sequence[Mapping[str, Any]] | Callable[[], Awaitable[Sequence[Mapping[str, Any]]]],
+) -> list[CallResult | Rejection]:
     """Make ``bodies`` concurrently (bounded by the engine) from synchronous code, in order.
 
-    The event loop runs in the calling thread for the reason given in the module doc.
+    ``bodies`` may be a coroutine function, awaited once the engine is open (to ask the server
+    something first, e.g. :meth:`LLMEngine.models`). The event loop runs in the calling thread
+    for the reason given in the module doc.
     """
 
     async def _all() -> list[CallResult | Rejection]:
         await engine.open()
         try:
-            return list(await asyncio.gather(*(engine.call(b) for b in bodies)))
+            made = await bodies() if callable(bodies) else bodies
+            return list(await asyncio.gather(*(engine.call(b) for b in made)))
         finally:
             await engine.close()
 

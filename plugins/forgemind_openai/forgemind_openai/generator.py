@@ -232,7 +232,7 @@ class _Run:
         # calls started ahead of a free concurrency slot: enough to keep every slot busy, few
         # enough that a plan of 100k examples does not hold 100k waiting requests (memory, and
         # the garbage collector walking them: about a tenth of the CPU per call at 2k)
-        self.window = 2 * max(1, self.opts.concurrency)
+        self.window = 2 * self.engine.concurrency
         self.yielded = 0
         self.rejected = 0
         self.queue: asyncio.Queue[Example | None] = asyncio.Queue()

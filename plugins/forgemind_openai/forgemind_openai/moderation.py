@@ -5,7 +5,9 @@ Each example's text (the policy's ``fields``: prompt and/or completion) is sent 
 and judged by :func:`forgemind_hookspecs.threshold_verdict`: an example is dropped when any
 category's score reaches its threshold (the filter's ``thresholds``, then the goal policy's,
 then ``threshold``), sent to human review when its worst score lies in the policy's grey band,
-and kept otherwise. With ``use_flagged`` the server's own ``flagged`` also drops it. Category
+and kept otherwise. With ``use_flagged`` the server's own ``flagged`` also drops it. A batch
+that fails follows ``on_error``; a server without the endpoint (HTTP 404: llama.cpp, Ollama,
+vLLM) is asked once, and every batch follows ``on_error`` with that reason. Category
 names are the endpoint's (``harassment``, ``harassment/threatening``, ``self-harm``, ...).
 
 Works with api.openai.com and any server that speaks the endpoint (the plugin's
@@ -42,6 +44,10 @@ def _results(body: Any, n: int) -> list[dict[str, Any]]:
     if len(results) != n:
         raise ValueError(f"the server answered {len(results)} results for {n} inputs")
     return results
+
+
+class _Absent(ValueError):
+    """A batch not sent: an earlier one found that the server has no moderation endpoint."""
 
 
 class OpenAIModeration:
@@ -117,15 +123,22 @@ class OpenAIModeration:
         verdicts: list[Verdict] = []
         size = max(1, self.options.batch_size)
         calls = errors = 0
+        absent = ""  # the server has no moderation endpoint: no point asking again per batch
         for start in range(0, len(examples), size):
             batch = examples[start:start + size]
-            calls += 1
             try:
+                if absent:
+                    raise _Absent(absent)
+                calls += 1
                 results = self.moderate(texts[start:start + size])
             except (openai.OpenAIError, ValueError) as error:
                 errors += 1
                 keep = self.options.on_error == "keep"
-                reason = f"moderation failed: {type(error).__name__}: {self._redact(str(error))[:160]}"
+                if isinstance(error, openai.NotFoundError):
+                    absent = (f"{self.options.base_url or 'the server'} has no moderation endpoint "
+                              "(HTTP 404 on /moderations; llama.cpp and most local servers serve none)")
+                reason = f"moderation failed: {absent}" if absent else (
+                    f"moderation failed: {type(error).__name__}: {self._redact(str(error))[:160]}")
                 verdicts.extend(Verdict(e.id, self.name, keep, rule="moderation_error", reason=reason) for e in batch)
                 continue
             for example, result in zip(batch, results, strict=True):
