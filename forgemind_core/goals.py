@@ -46,13 +46,17 @@ from cattrs.errors import (
     IterableValidationError,
 )
 from forgemind_hookspecs import converter as base_converter
+from forgemind_hookspecs.bounds import FieldValueError, OneOf
+from forgemind_hookspecs.bounds import check as bounds_check
 from forgemind_hookspecs.catalogue import BackendInfo
-from forgemind_hookspecs.errors import ConfigError, ForgeError, UnknownBackend
+from forgemind_hookspecs.dataformats import read_user_bytes
+from forgemind_hookspecs.errors import ConfigError, ForgeError, UnknownBackend, UserError
 from forgemind_hookspecs.records import (
     BackendChoice,
     EvaluateSection,
     GeneratorChoice,
     Goal,
+    Limits,
     PretrainSpec,
     ReviewSection,
 )
@@ -86,6 +90,12 @@ _TOP_KEYS: tuple[str, ...] = tuple(f.name for f in attrs.fields(Goal) if f.name 
 # RecursionError instead of a ConfigError.
 _MAX_NODES = 200_000
 _MAX_DEPTH = 64
+#: The largest goal file read (a goal is a page of YAML; a bigger file is a mistake).
+MAX_GOAL_BYTES = 4 * 2**20
+#: YAML tags a goal may carry (what plain YAML writes implicitly); any other tag is refused.
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
+)
 
 
 class _Mismatch(TypeError):
@@ -290,7 +300,7 @@ class _Problems:
 
     file: str
     lines: dict[YamlPath, int] = attrs.Factory(dict)
-    errors: list[ConfigError] = attrs.Factory(list)
+    errors: list[UserError] = attrs.Factory(list)
 
     def line(self, path: YamlPath) -> int | None:
         while True:
@@ -307,8 +317,8 @@ class _Problems:
         self.errors.append(ConfigError(message, file=self.file, line=line))
         return _Fatal(message)
 
-    def sorted(self) -> list[ConfigError]:
-        unique: dict[str, ConfigError] = {}
+    def sorted(self) -> list[UserError]:
+        unique: dict[str, UserError] = {}
         for error in self.errors:
             unique.setdefault(str(error), error)
         return sorted(unique.values(), key=lambda e: (e.line is not None, e.line or 0))
@@ -345,6 +355,10 @@ def _load_yaml(text: str, problems: _Problems) -> Any:
     except RecursionError:
         raise problems.fatal("invalid YAML: nested too deeply") from None
     except Exception as error:  # ruamel is third-party; a user file must never crash the CLI
+        if isinstance(error, ValueError) and "digits" in str(error):  # int() refuses > 4300 digits
+            import sys
+
+            raise problems.fatal(f"invalid YAML: a number longer than {sys.get_int_max_str_digits()} digits") from None
         raise problems.fatal(f"invalid YAML: {type(error).__name__}: {error}") from None
 
 
@@ -366,6 +380,8 @@ def _to_plain(node: Any, problems: _Problems) -> Any:
             position = getattr(lc, getter)(key)
         except (KeyError, IndexError, TypeError, AttributeError):
             return None  # merged keys (<<: *anchor) have no position of their own
+        if not position:  # ruamel keeps no position for the items of a tagged collection
+            return None
         return int(position[0]) + 1
 
     def walk(value: Any, path: YamlPath) -> Any:
@@ -377,6 +393,10 @@ def _to_plain(node: Any, problems: _Problems) -> Any:
             )
         if len(path) > _MAX_DEPTH:
             raise problems.fatal("the file is nested too deeply", problems.line(path))
+        if isinstance(value, (CommentedMap, CommentedSeq)) and _odd_tag(value):
+            raise problems.fatal(
+                f"YAML tags ({_odd_tag(value)}) are not supported: write plain YAML", problems.line(path)
+            )
         if isinstance(value, CommentedMap):
             return walk_map(value, path)
         if isinstance(value, CommentedSeq):
@@ -450,6 +470,15 @@ def _valid_text(text: str, path: YamlPath, problems: _Problems) -> str:
             path, "text holds an unpaired surrogate escape (\\ud800-\\udfff), which is not a character"
         )
         return ""
+
+
+def _odd_tag(value: Any) -> str | None:
+    """The tag of a mapping or list that is not plain YAML (``!foo``, ``!!python/object:...``)."""
+    tag = getattr(value, "tag", None)
+    text = getattr(tag, "value", None) if tag is not None else None
+    if not isinstance(text, str) or not text or text in _PLAIN_TAGS:
+        return None
+    return text.replace("tag:yaml.org,2002:", "!!")
 
 
 def _custom_tag(value: Any) -> bool:
@@ -727,8 +756,46 @@ def _report_structure_error(
     if isinstance(error, _Mismatch):
         problems.add(path, str(error))
         return
+    if isinstance(error, FieldValueError):  # a declared bound (forgemind_hookspecs.bounds)
+        problems.add((*path, error.name), error.message)
+        return
+    if isinstance(error, ValueError):  # an Options class's own validator: its text is the sentence
+        problems.add(path, str(error))
+        return
     value = _lookup(data, data_path(path))
     problems.add(path, f"expected {_expected(expected)}, got {_describe(value)}")
+
+
+def _check_bounds(cls: Any, raw: Any, path: YamlPath, problems: _Problems) -> None:
+    """Every field of ``cls`` (and of the records inside it) whose value in ``raw`` breaks the
+    field's declared bound (:mod:`forgemind_hookspecs.bounds`). attrs stops at a class's first
+    failing validator and cattrs never builds the outer record when an inner one fails, so after a
+    failed structure this pass finds the others: the user fixes the file in one go."""
+    if not (isinstance(cls, type) and attrs.has(cls)) or not isinstance(raw, Mapping):
+        return
+    try:
+        fields = attrs.fields(attrs.resolve_types(cls))
+    except (NameError, TypeError):  # an Options class whose annotations do not resolve
+        fields = attrs.fields(cls)
+    conv = goal_converter()
+    for f in fields:
+        if f.name not in raw:
+            continue
+        value, tp, here = raw[f.name], f.type, (*path, f.name)
+        args = get_args(tp)
+        if isinstance(tp, type) and attrs.has(tp):
+            _check_bounds(tp, value, here, problems)
+        elif _is_plain_sequence(tp) and args and attrs.has(args[0]) and isinstance(value, list):
+            for index, item in enumerate(value):
+                _check_bounds(args[0], item, (*here, index), problems)
+        elif f.validator is not None:
+            try:
+                built = conv.structure(value, tp)
+            except Exception:  # a wrong type is the structure pass's to report
+                continue
+            problem = bounds_check(f, built)
+            if problem:
+                problems.add(here, problem)
 
 
 # ------------------------------------------------------------------------------------------
@@ -770,6 +837,7 @@ def _check_sites(
                 noun="option",
                 owner=owner,
             )
+            _check_bounds(options_cls, own, site.path, problems)
             continue
         except (TypeError, ValueError) as error:  # an Options class validating in __init__
             problems.add(site.path, f"bad options for {owner}: {error}")
@@ -820,10 +888,50 @@ def _apply_coerced(goal: Goal, coerced: Mapping[YamlPath, dict[str, Any]]) -> Go
 
 
 def _resolve(value: str | None, base_dir: Path) -> str | None:
+    """``value`` as an absolute path (relative ones against ``base_dir``); raises ``ValueError``
+    with the sentence for text that cannot be a path."""
     if value is None:
         return None
-    path = Path(os.path.expanduser(value))
-    return str(path if path.is_absolute() else (base_dir / path).resolve())
+    if "\0" in value:
+        raise ValueError("a path cannot hold a NUL character")
+    if not value.strip():
+        raise ValueError("expected a path, got empty text")
+    try:
+        path = Path(os.path.expanduser(value))
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+    except (OSError, RuntimeError) as error:  # ENAMETOOLONG, a symlink loop
+        raise ValueError(f"cannot be used as a path: {getattr(error, 'strerror', None) or error}") from None
+
+
+def _resolve_at(value: str | None, base_dir: Path, path: YamlPath, problems: _Problems) -> str | None:
+    try:
+        return _resolve(value, base_dir)
+    except ValueError as error:
+        problems.add(path, str(error))
+        return None
+
+
+def _path_kind(path: str) -> str:
+    """``"folder"``, ``"file"``, ``"other"``, ``"missing"``, or why the path cannot be looked at."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as error:  # too long, no access, a symlink loop
+        return f"cannot be used as a path: {getattr(error, 'strerror', None) or error}"
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _path_problem(path: str, want: str) -> str | None:
+    kind = _path_kind(path)
+    if kind == want:
+        return None
+    if kind.startswith("cannot"):
+        return kind
+    shown = path if len(path) <= 200 else path[:120] + "..." + path[-60:]
+    return f"no such {want}: {shown}"
 
 
 def _read(
@@ -834,7 +942,7 @@ def _read(
     base_dir: Path | None,
     catalogue: Catalogue | None,
     check_paths: bool,
-) -> tuple[Goal | None, list[ConfigError]]:
+) -> tuple[Goal | None, list[UserError]]:
     problems = _Problems(file=display)
     try:
         goal = _read_into(
@@ -855,8 +963,9 @@ def field_line(file: str | Path, *path: str | int) -> int | None:
     For errors raised after loading, when the loaded goal no longer holds lines."""
     problems = _Problems(file=str(file))
     try:
-        _to_plain(_load_yaml(Path(file).read_text(encoding="utf-8-sig"), problems), problems)
-    except (OSError, UnicodeDecodeError, RecursionError, _Fatal):
+        text = read_user_bytes(file, limit=MAX_GOAL_BYTES, error=ConfigError).decode("utf-8-sig")
+        _to_plain(_load_yaml(text, problems), problems)
+    except (ForgeError, UnicodeDecodeError, RecursionError, _Fatal):
         return None
     return problems.lines.get(tuple(path))
 
@@ -904,9 +1013,12 @@ def _read_into(
         goal = conv.structure(shaped, Goal)
     except BaseValidationError as error:
         _report_structure_error(error, (), Goal, data, problems, noun="key")
+        _check_bounds(Goal, shaped, (), problems)
     except (TypeError, ValueError, AttributeError, KeyError) as error:  # defensive: never a traceback
         problems.add((), f"cannot build the goal: {error}")
     coerced = _check_sites(sites, catalogue, problems) if catalogue is not None else {}
+    if catalogue is not None:
+        _check_trainer_choices(shaped, catalogue, problems)
     if goal is None:
         return None
     _check_search(goal, problems)
@@ -914,15 +1026,18 @@ def _read_into(
     base = base_dir if base_dir is not None else Path.cwd()
     goal = attrs.evolve(
         goal,
-        pack=_resolve(goal.pack, base),
-        review=attrs.evolve(goal.review, policy=_resolve(goal.review.policy, base)),
+        pack=_resolve_at(goal.pack, base, ("pack",), problems),
+        review=attrs.evolve(goal.review, policy=_resolve_at(goal.review.policy, base, ("review", "policy"), problems)),
         source=source,
     )
     if check_paths:
-        if goal.pack is not None and not Path(goal.pack).is_dir():
-            problems.add(("pack",), f"no such folder: {goal.pack}")
-        if goal.review.policy is not None and not Path(goal.review.policy).is_file():
-            problems.add(("review", "policy"), f"no such file: {goal.review.policy}")
+        if goal.pack is not None:
+            if problem := _path_problem(goal.pack, "folder"):
+                problems.add(("pack",), problem)
+            else:  # the pack and its suites, read by the loader `forge run` uses
+                problems.errors.extend(_pack_problems(goal.pack, catalogue))
+        if goal.review.policy is not None and (problem := _path_problem(goal.review.policy, "file")):
+            problems.add(("review", "policy"), problem)
         elif goal.review.policy is not None:  # the policy's own mistakes, each with its file and line
             from .warden.policy import validate_policy
 
@@ -930,13 +1045,47 @@ def _read_into(
     return goal
 
 
+def _pack_problems(folder: str, catalogue: Catalogue | None) -> list[UserError]:
+    """The first mistake of the task pack and its suites (the pack loader stops at the first), or
+    none. With a catalogue, a suite case's ``checker`` must name an installed scorer."""
+    from .packs import load_pack, load_suites
+
+    try:
+        pack = load_pack(folder)
+        load_suites(pack, checkers=tuple(catalogue.get("scorers", {})) if catalogue is not None else None)
+    except UserError as error:
+        return [error]
+    return []
+
+
+def _check_trainer_choices(shaped: Mapping[str, Any], catalogue: Catalogue, problems: _Problems) -> None:
+    """``limits.method`` and ``pretrain.preset`` against what the goal's trainer declares
+    (class attributes ``methods`` and ``presets``: the kernel asks the backend, it never imports
+    a plugin). A trainer that declares nothing accepts any text."""
+    train = shaped.get("train")
+    name = train.get("backend") if isinstance(train, Mapping) else _default_backend(Goal, "train")
+    info = catalogue.get("trainers", {}).get(name) if isinstance(name, str) else None
+    if info is None:
+        return
+    for section, key, attribute, default in (
+        ("limits", "method", "methods", attrs.fields(Limits).method.default),
+        ("pretrain", "preset", "presets", attrs.fields(PretrainSpec).preset.default),
+    ):
+        choices = getattr(info.cls, attribute, None)
+        raw = shaped.get(section)
+        value = raw.get(key, default) if isinstance(raw, Mapping) else default
+        if not choices or not isinstance(value, str):
+            continue
+        problem = OneOf(tuple(choices)).problem(value)
+        if problem:
+            problems.add((section, key), f"{problem} (the {attribute} of trainer {name!r})")
+
+
 def _check_search(goal: Goal, problems: _Problems) -> None:
     """The ``search`` section's values (docs/candidates.md); its shape cattrs has checked."""
     from .candidates import space_key_problem
 
     search = goal.search
-    if search.candidates < 1:
-        problems.add(("search", "candidates"), f"expected at least 1 candidate, got {search.candidates}")
     for key, values in search.space.items():
         problem = space_key_problem(key, values)
         if problem:
@@ -944,19 +1093,15 @@ def _check_search(goal: Goal, problems: _Problems) -> None:
 
 
 def _read_file(path: str | os.PathLike[str]) -> tuple[bytes | None, ConfigError | None]:
+    """The goal file's bytes: a regular file (a fifo or ``/dev/zero`` would hang the read) of at
+    most :data:`MAX_GOAL_BYTES`."""
     try:
-        return Path(path).read_bytes(), None
-    except FileNotFoundError:
-        return None, ConfigError("the goal file does not exist", file=os.fspath(path))
-    except IsADirectoryError:
-        return None, ConfigError("expected a goal file, got a folder", file=os.fspath(path))
-    except OSError as error:
-        return None, ConfigError(
-            f"cannot read the goal file: {error.strerror or error}", file=os.fspath(path)
-        )
+        return read_user_bytes(path, limit=MAX_GOAL_BYTES, error=ConfigError, what="goal file"), None
+    except ConfigError as error:
+        return None, error
 
 
-def validate_goal(path: str | os.PathLike[str], catalogue: Catalogue | None = None) -> list[ConfigError]:
+def validate_goal(path: str | os.PathLike[str], catalogue: Catalogue | None = None) -> list[UserError]:
     """Every problem of a goal file, in line order (an empty list means the file is fine).
 
     :param path: the goal file.
@@ -1022,7 +1167,7 @@ def parse_goal(
     return _goal_or_raise(goal, errors)
 
 
-def _goal_or_raise(goal: Goal | None, errors: list[ConfigError]) -> Goal:
+def _goal_or_raise(goal: Goal | None, errors: list[UserError]) -> Goal:
     if errors:
         first = errors[0]
         for other in errors[1:]:

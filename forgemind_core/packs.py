@@ -13,14 +13,25 @@ ruamel.yaml is imported inside the functions that need it so that importing this
 
 from __future__ import annotations
 
-import json
+import math
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from forgemind_hookspecs.dataformats import (
+    MAX_LINE_CHARS,
+    first_bad_utf8_line,
+    open_text,
+    parse_json_line,
+    read_user_bytes,
+    text_problem,
+)
 from forgemind_hookspecs.errors import ConfigError, DataError
 from forgemind_hookspecs.records import TIERS, EvalCase, PromptTemplate, TaskPack
+
+from .options import unknown_backend_message
 
 __all__ = [
     "PACK_FILE",
@@ -64,6 +75,8 @@ _PACK_KEYS = frozenset(
 _TEMPLATE_KEYS = frozenset({"id", "category", "prompt", "completion", "instruction", "weight", "strategies"})
 _CASE_KEYS = frozenset({"input", "expected", "category", "checker", "meta"})
 _DATA_SUFFIXES = (".jsonl", ".csv", ".parquet")
+#: The largest YAML file of a pack read (pack.yaml, slots, templates, frames).
+MAX_PACK_YAML_BYTES = 16 * 2**20
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,18 +157,23 @@ def _read_yaml(path: Path) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
 
-    if not path.is_file():
-        raise ConfigError("file not found", file=str(path))
+    raw = read_user_bytes(path, limit=MAX_PACK_YAML_BYTES, error=ConfigError)  # a fifo must not hang us
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(f"not UTF-8 text ({error.reason})", file=str(path)) from None
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"not UTF-8 text ({error.reason})", file=str(path), line=line) from None
     try:
         return YAML(typ="rt").load(text)
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"invalid YAML: {error.problem or error.context}", file=str(path), line=line) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", file=str(path)) from None
+    except Exception as error:  # ruamel is third-party: a huge integer, an unreadable tag ...
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"invalid YAML: {first}", file=str(path)) from None
 
 
 def _line_of(node: Any, key: Any = None) -> int | None:
@@ -193,13 +211,43 @@ class _Where:
         return str(value)
 
 
+def pack_path(root: Path, rel: str) -> Path | str:
+    """The one rule for every path a pack names: relative to the pack folder, and inside it once
+    resolved (``..`` and symlinks included), naming a regular file. Returns the resolved path, or
+    the sentence saying why ``rel`` breaks the rule."""
+    if "\0" in rel or not rel.strip():
+        return "must be a path relative to the pack folder"
+    if os.path.isabs(os.path.expanduser(rel)):
+        return f"{rel!r} is absolute; paths in a pack are relative to the pack folder"
+    try:
+        base = root.resolve()
+        path = (base / rel).resolve()
+    except (OSError, RuntimeError, ValueError) as error:
+        return f"{rel!r} cannot be used as a path ({getattr(error, 'strerror', None) or error})"
+    if not path.is_relative_to(base):
+        return f"{rel!r} points outside the pack folder"
+    try:
+        if path.is_dir():
+            return f"{rel!r} is a folder; expected a file"
+        if not path.is_file():
+            return f"file {rel!r} not found in the pack folder" if not path.exists() else f"{rel!r} is not a regular file"
+    except OSError as error:
+        return f"{rel!r} cannot be read ({error.strerror or error})"
+    return path
+
+
+def _pack_file(where: _Where, root: Path, rel: str, node: Any, key: Any, field: str) -> Path:
+    path = pack_path(root, rel)
+    if isinstance(path, str):
+        raise where.error(path, node, key, field)
+    return path
+
+
 def _source(where: _Where, root: Path, node: Any, key: str) -> tuple[Any, _Where]:
     """A pack.yaml section given inline, or as a path to a YAML file relative to the pack."""
     value = node[key]
     if isinstance(value, str):
-        path = root / value
-        if not path.is_file():
-            raise where.error(f"file {value!r} not found in the pack folder", node, key, key)
+        path = _pack_file(where, root, value, node, key, key)
         return _read_yaml(path), _Where(path)
     return value, where
 
@@ -273,7 +321,7 @@ def _label_weights(where: _Where, doc: Mapping[str, Any], labels: Sequence[str])
         field = f"label_weights.{key}"
         if key not in labels:
             raise where.error(f"{key!r} is not one of the pack's labels ({', '.join(labels)})", node, key, field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise where.error(f"must be a positive number, got {value!r}", node, key, field)
         weights[str(key)] = float(value)
     return weights
@@ -353,7 +401,7 @@ def _templates(
         prompt = where.text(item, "prompt", f"{base}.prompt")
         completion = where.text(item, "completion", f"{base}.completion", default="")
         weight = item.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
             raise where.error("must be a number >= 0", item, "weight", f"{base}.weight")
         strategies = item.get("strategies", [])
         if isinstance(strategies, str):
@@ -422,14 +470,14 @@ def _suites(where: _Where, root: Path, doc: Mapping[str, Any]) -> dict[str, str]
                 raise where.error(f"unknown tier; expected one of {', '.join(TIERS)}", node, tier, f"suites.{tier}")
             if not isinstance(rel, str):
                 raise where.error("must be a path to a JSONL file", node, tier, f"suites.{tier}")
-            path = root / rel
-            if not path.is_file():
-                raise where.error(f"file {rel!r} not found in the pack folder", node, tier, f"suites.{tier}")
-            suites[str(tier)] = str(path)
+            suites[str(tier)] = str(_pack_file(where, root, rel, node, tier, f"suites.{tier}"))
         return suites
     for tier in TIERS:
-        path = root / "suites" / f"{tier}.jsonl"
-        if path.is_file():
+        rel = f"suites/{tier}.jsonl"
+        if os.path.lexists(root / rel):  # there but unusable (a folder, a link out): say so
+            path = pack_path(root, rel)
+            if isinstance(path, str):
+                raise ConfigError(f"default suite {path}", file=str(root / rel), field=f"suites.{tier}")
             suites[tier] = str(path)
     return suites
 
@@ -447,9 +495,18 @@ def _data_files(where: _Where, root: Path, doc: Mapping[str, Any]) -> tuple[str,
         field = f"data[{index}]"
         if not isinstance(rel, str):
             raise where.error("must be a path", node, index, field)
-        matches = sorted(root.glob(rel)) if any(c in rel for c in "*?[") else [root / rel]
-        if not matches or not all(path.is_file() for path in matches):
-            raise where.error(f"file {rel!r} not found in the pack folder", node, index, field)
+        if any(c in rel for c in "*?["):
+            if os.path.isabs(rel) or "\0" in rel:
+                raise where.error(f"{rel!r} is absolute; paths in a pack are relative to the pack folder", node, index, field)
+            try:
+                found = sorted(root.glob(rel))
+            except (ValueError, OSError, NotImplementedError) as error:
+                raise where.error(f"{rel!r} is not a usable glob ({error})", node, index, field) from None
+            if not found:
+                raise where.error(f"file {rel!r} not found in the pack folder", node, index, field)
+            matches = [_pack_file(where, root, str(p.relative_to(root)), node, index, field) for p in found]
+        else:
+            matches = [_pack_file(where, root, rel, node, index, field)]
         for path in matches:
             if not path.name.endswith(_DATA_SUFFIXES):
                 raise where.error(f"{path.name!r} is not a .jsonl, .csv or .parquet file", node, index, field)
@@ -462,7 +519,13 @@ def _data_files(where: _Where, root: Path, doc: Mapping[str, Any]) -> tuple[str,
 # --------------------------------------------------------------------------------------------
 
 
-def load_suite(path: str | Path, tier: str, *, labels: Sequence[str] = ()) -> list[EvalCase]:
+def load_suite(
+    path: str | Path,
+    tier: str,
+    *,
+    labels: Sequence[str] = (),
+    checkers: Collection[str] | None = None,
+) -> list[EvalCase]:
     """Read one evaluation suite (JSONL) into :class:`EvalCase` records of ``tier``.
 
     Each line is an object with ``input`` (required text), ``expected`` (text), ``category``
@@ -470,22 +533,29 @@ def load_suite(path: str | Path, tier: str, *, labels: Sequence[str] = ()) -> li
     optional). Blank lines and lines starting with ``#`` are skipped.
 
     :param labels: when given, ``expected`` must be one of them (catches typos such as ``B60``).
+    :param checkers: when given, the installed scorer names a ``checker`` must be one of.
     :raises DataError: a bad row, naming the file, line and field.
-    :raises ConfigError: the file is missing or ``tier`` is unknown.
+    :raises ConfigError: the file is missing, not a regular file, or ``tier`` is unknown.
     """
     path = Path(path)
     if tier not in TIERS:
         raise ConfigError(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}", file=str(path))
-    if not path.is_file():
-        raise ConfigError("suite file not found", file=str(path))
     cases: list[EvalCase] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    with open_text(path, error=ConfigError, what="suite file") as handle:
+        number = 0
+        while True:
+            number += 1
+            try:
+                raw = handle.readline(MAX_LINE_CHARS + 1)
+            except UnicodeDecodeError:
+                raise DataError("is not valid UTF-8", file=str(path), line=first_bad_utf8_line(path)) from None
+            if not raw:
+                break
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            case = _case(path, number, line, tier, labels)
+            case = _case(path, number, line, tier, labels, checkers)
             if case.id in seen:
                 raise DataError(f"duplicate case (same input as line {seen[case.id]})", file=str(path), line=number)
             seen[case.id] = number
@@ -495,14 +565,15 @@ def load_suite(path: str | Path, tier: str, *, labels: Sequence[str] = ()) -> li
     return cases
 
 
-def _case(path: Path, number: int, line: str, tier: str, labels: Sequence[str]) -> EvalCase:
+def _case(
+    path: Path, number: int, line: str, tier: str, labels: Sequence[str], checkers: Collection[str] | None
+) -> EvalCase:
     def fail(message: str, field: str | None = None) -> DataError:
         return DataError(message, file=str(path), line=number, field=field)
 
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise fail(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    row, problem = parse_json_line(line)
+    if problem:
+        raise fail(problem)
     if not isinstance(row, dict):
         raise fail("a case must be a JSON object")
     unknown = sorted(set(row) - _CASE_KEYS)
@@ -517,6 +588,11 @@ def _case(path: Path, number: int, line: str, tier: str, labels: Sequence[str]) 
     checker = row.get("checker")
     if checker is not None and not isinstance(checker, str):
         raise fail("must be a scorer name", "checker")
+    if checker is not None and checkers is not None and checker not in checkers:
+        raise fail(unknown_backend_message("scorers", checker, dict.fromkeys(checkers)), "checker")
+    for key in ("input", "expected", "checker", "category"):
+        if isinstance(row.get(key), str) and (problem := text_problem(row[key])):
+            raise fail(problem, key)
     if labels and checker is None and expected not in labels:
         raise fail(f"{expected!r} is not one of the pack's labels ({', '.join(labels)})", "expected")
     category = row.get("category", expected or None)
@@ -528,6 +604,9 @@ def _case(path: Path, number: int, line: str, tier: str, labels: Sequence[str]) 
     return EvalCase(input=text, expected=expected, tier=tier, category=category, checker=checker, meta=meta)
 
 
-def load_suites(pack: TaskPack) -> dict[str, list[EvalCase]]:
-    """Every suite of ``pack`` by tier, checked against the pack's labels."""
-    return {tier: load_suite(path, tier, labels=pack.labels) for tier, path in pack.suites.items()}
+def load_suites(pack: TaskPack, *, checkers: Collection[str] | None = None) -> dict[str, list[EvalCase]]:
+    """Every suite of ``pack`` by tier, checked against the pack's labels (and, when given, the
+    installed scorer names a case's ``checker`` must be one of)."""
+    return {
+        tier: load_suite(path, tier, labels=pack.labels, checkers=checkers) for tier, path in pack.suites.items()
+    }

@@ -117,7 +117,7 @@ def test_the_budget_bounds_the_candidates_together(forge, colors_goal):
 
 
 @pytest.mark.parametrize(("snippet", "message"), [
-    ("search: {candidates: 0}", "search.candidates: expected at least 1 candidate, got 0"),
+    ("search: {candidates: 0}", "search.candidates: expected an integer from 1 to 1024, got 0"),
     ("search: {candidates: 2, space: {train.lr: []}}", "search.space.train.lr: expected a non-empty list"),
     ("search: {candidates: 2, space: {colour: [1]}}", "search.space.colour: unknown search key"),
     ("search: {candidates: 2, space: {dataset_size: [0]}}", "search.space.dataset_size: expected a list of positive"),

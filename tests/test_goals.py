@@ -125,6 +125,7 @@ def _write(tmp_path: Path, text: str | bytes, name: str = "goal.yaml") -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "pack").mkdir()
+    (tmp_path / "pack" / "pack.yaml").write_text("name: p\nlabels: [a, b]\n")  # validation reads the pack
     (tmp_path / "policy.yaml").write_text("deny: []\n")  # a valid policy: its content is validated too
     return tmp_path
 

@@ -40,6 +40,7 @@ __all__ = [
     "MAX_LINE_CHARS",
     "ROLES",
     "detect_format",
+    "first_bad_utf8_line",
     "open_text",
     "parse_json_line",
     "read_examples",
@@ -134,7 +135,7 @@ def parse_json_line(raw: str) -> tuple[Any, str | None]:
         return None, f"is not valid JSON we can read (a number longer than {sys.get_int_max_str_digits()} digits)"
 
 
-def _bad_utf8_line(path: Path) -> int:
+def first_bad_utf8_line(path: Path) -> int:
     """The 1-based line of the first byte that is not UTF-8 (text readers decode in chunks, so the
     line they fail on can be a later one)."""
     with os.fdopen(_open_regular(path, DataError, "data file"), "rb") as handle:
@@ -280,7 +281,7 @@ def _jsonl_rows(path: Path, fmt: str) -> Iterator[Example | DataError]:
             try:
                 raw = handle.readline(MAX_LINE_CHARS + 1)
             except UnicodeDecodeError:
-                yield DataError("is not valid UTF-8", file=str(path), line=_bad_utf8_line(path))
+                yield DataError("is not valid UTF-8", file=str(path), line=first_bad_utf8_line(path))
                 return
             if not raw:
                 return
@@ -359,7 +360,7 @@ def _csv_rows(path: Path, columns: Mapping[str, str] | None) -> Iterator[Example
 
 
 def _csv_error(path: Path, reader: Any, error: Exception) -> DataError:
-    line = _bad_utf8_line(path) if isinstance(error, UnicodeDecodeError) else max(reader.line_num, 1)
+    line = first_bad_utf8_line(path) if isinstance(error, UnicodeDecodeError) else max(reader.line_num, 1)
     why = "is not valid UTF-8" if isinstance(error, UnicodeDecodeError) else f"is not valid CSV ({error})"
     return DataError(why, file=str(path), line=line)
 
