@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from forgemind_hookspecs.dataformats import (
-    MAX_LINE_CHARS,
-    first_bad_utf8_line,
-    open_text,
+    jsonl_lines,
     parse_json_line,
     read_user_bytes,
     text_problem,
@@ -542,24 +540,15 @@ def load_suite(
         raise ConfigError(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}", file=str(path))
     cases: list[EvalCase] = []
     seen: dict[str, int] = {}
-    with open_text(path, error=ConfigError, what="suite file") as handle:
-        number = 0
-        while True:
-            number += 1
-            try:
-                raw = handle.readline(MAX_LINE_CHARS + 1)
-            except UnicodeDecodeError:
-                raise DataError("is not valid UTF-8", file=str(path), line=first_bad_utf8_line(path)) from None
-            if not raw:
-                break
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            case = _case(path, number, line, tier, labels, checkers)
-            if case.id in seen:
-                raise DataError(f"duplicate case (same input as line {seen[case.id]})", file=str(path), line=number)
-            seen[case.id] = number
-            cases.append(case)
+    for number, raw in jsonl_lines(path, error=ConfigError, what="suite file"):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        case = _case(path, number, line, tier, labels, checkers)
+        if case.id in seen:
+            raise DataError(f"duplicate case (same input as line {seen[case.id]})", file=str(path), line=number)
+        seen[case.id] = number
+        cases.append(case)
     if not cases:
         raise DataError("the suite has no cases", file=str(path))
     return cases

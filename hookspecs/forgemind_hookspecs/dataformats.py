@@ -41,6 +41,7 @@ __all__ = [
     "ROLES",
     "detect_format",
     "first_bad_utf8_line",
+    "jsonl_lines",
     "open_text",
     "parse_json_line",
     "read_examples",
@@ -109,6 +110,25 @@ def open_text(
     """``path`` opened as strict UTF-8 text, once it is known to be a regular file."""
     p = Path(path)
     return os.fdopen(_open_regular(p, error, what), "r", encoding="utf-8", errors="strict", newline=newline)
+
+
+def jsonl_lines(
+    path: str | os.PathLike[str], *, error: type[ForgeError] = DataError, what: str = "file"
+) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a JSONL file, each at most :data:`MAX_LINE_CHARS` (+1, so a
+    longer one shows); raises ``DataError`` naming the first line that is not UTF-8."""
+    p = Path(path)
+    with open_text(p, error=error, what=what) as handle:
+        number = 0
+        while True:
+            number += 1
+            try:
+                raw = handle.readline(MAX_LINE_CHARS + 1)
+            except UnicodeDecodeError:
+                raise DataError("is not valid UTF-8", file=str(p), line=first_bad_utf8_line(p)) from None
+            if not raw:
+                return
+            yield number, raw
 
 
 def text_problem(value: str) -> str | None:
@@ -274,33 +294,28 @@ def _text(obj: Mapping[str, Any], where: dict[str, Any], source: Source) -> Exam
 def _jsonl_rows(path: Path, fmt: str) -> Iterator[Example | DataError]:
     builder = {"prompt_completion": _prompt_completion, "chat": _chat, "text": _text}[fmt]
     source = _source(path)
-    with open_text(path, what="data file") as handle:
-        lineno = 0
-        while True:
-            lineno += 1
-            try:
-                raw = handle.readline(MAX_LINE_CHARS + 1)
-            except UnicodeDecodeError:
-                yield DataError("is not valid UTF-8", file=str(path), line=first_bad_utf8_line(path))
-                return
-            if not raw:
-                return
+    try:
+        for lineno, raw in jsonl_lines(path, what="data file"):
             if not raw.strip():
                 continue
-            where: dict[str, Any] = {"file": str(path), "line": lineno}
-            obj, problem = parse_json_line(raw)
-            if problem:
-                yield DataError(problem, **where)
-                if len(raw) > MAX_LINE_CHARS:
-                    return  # the rest of the over-long line would be read as further rows
-                continue
-            if not isinstance(obj, dict):
-                yield DataError(f"must be a JSON object, not {type(obj).__name__}", **where)
-                continue
-            try:
-                yield builder(obj, where, source)
-            except DataError as error:
-                yield error
+            yield from _jsonl_row(builder, raw, {"file": str(path), "line": lineno}, source)
+            if len(raw) > MAX_LINE_CHARS:
+                return  # the rest of the over-long line would be read as further rows
+    except DataError as error:  # not UTF-8 (or not a regular file): the rest cannot be read
+        yield error
+
+
+def _jsonl_row(builder: Any, raw: str, where: dict[str, Any], source: Source) -> Iterator[Example | DataError]:
+    obj, problem = parse_json_line(raw)
+    if problem:
+        yield DataError(problem, **where)
+    elif not isinstance(obj, dict):
+        yield DataError(f"must be a JSON object, not {type(obj).__name__}", **where)
+    else:
+        try:
+            yield builder(obj, where, source)
+        except DataError as error:
+            yield error
 
 
 def _csv_rows(path: Path, columns: Mapping[str, str] | None) -> Iterator[Example | DataError]:
