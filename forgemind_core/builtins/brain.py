@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from attrs import frozen
+from attrs import field, frozen
 from forgemind_hookspecs import (
     Decision,
     GenerationPlan,
@@ -37,6 +37,9 @@ from forgemind_hookspecs import (
     StageContext,
     hookimpl,
 )
+from forgemind_hookspecs.bounds import above, at_least, between, each, one_of
+
+from .template import STRATEGIES
 
 __all__ = ["DefaultPlanner", "FixedPlanner", "LocalExecutor"]
 
@@ -81,16 +84,16 @@ class DefaultPlanner:
 
     @frozen
     class Options:
-        initial_examples: int = 600
-        growth: float = 1.5
-        max_examples_per_iteration: int = 4000
-        strategies: tuple[str, ...] = ("basic", "varied")
-        max_category_weight: float = 4.0
-        min_cases_for_full_weight: int = 5
-        low_loss: float = 0.15
-        high_loss: float = 0.5
-        max_learning_rate: float = 0.01
-        rejected_fraction: float = 0.5
+        initial_examples: int = field(default=600, validator=at_least(1))
+        growth: float = field(default=1.5, validator=above(0))
+        max_examples_per_iteration: int = field(default=4000, validator=at_least(1))
+        strategies: tuple[str, ...] = field(default=("basic", "varied"), validator=each(one_of(*STRATEGIES)))
+        max_category_weight: float = field(default=4.0, validator=above(0))
+        min_cases_for_full_weight: int = field(default=5, validator=at_least(0))
+        low_loss: float = field(default=0.15, validator=at_least(0))
+        high_loss: float = field(default=0.5, validator=at_least(0))
+        max_learning_rate: float = field(default=0.01, validator=above(0))
+        rejected_fraction: float = field(default=0.5, validator=between(0, 1))
 
     def __init__(self, options: DefaultPlanner.Options) -> None:
         self.options = options
@@ -229,9 +232,9 @@ class FixedPlanner:
 
     @frozen
     class Options:
-        initial_examples: int = 600
-        factor: float = 2.0
-        strategy: str = "basic"
+        initial_examples: int = field(default=600, validator=at_least(1))
+        factor: float = field(default=2.0, validator=above(0))
+        strategy: str = field(default="basic", validator=one_of(*STRATEGIES))
 
     def __init__(self, options: FixedPlanner.Options) -> None:
         self.options = options
@@ -254,8 +257,8 @@ class LocalExecutor:
 
     @frozen
     class Options:
-        workers: int = 0  # 0 = one per CPU core, at most one per item
-        memory_gb: float = 0.0  # memory one item needs; 0 = do not size by memory
+        workers: int = field(default=0, validator=at_least(0))  # 0 = one per CPU core, at most one per item
+        memory_gb: float = field(default=0.0, validator=at_least(0))  # memory one item needs; 0 = do not size by memory
 
     def __init__(self, options: LocalExecutor.Options) -> None:
         self.options = options

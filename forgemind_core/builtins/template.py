@@ -34,9 +34,10 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from attrs import frozen
+from attrs import field, frozen
 from forgemind_hookspecs import hookimpl
 from forgemind_hookspecs.backends import StageContext
+from forgemind_hookspecs.bounds import at_least, between, one_of
 from forgemind_hookspecs.errors import ConfigError
 from forgemind_hookspecs.records import (
     Example,
@@ -91,16 +92,12 @@ class TemplateGenerator:
         :ivar max_attempts: draws per example before giving up on finding a new distinct input.
         """
 
-        strategy: str = "basic"
-        frame_share: float = 0.85
-        max_attempts: int = 60
+        strategy: str = field(default="basic", validator=one_of(*STRATEGIES))
+        frame_share: float = field(default=0.85, validator=between(0, 1))
+        max_attempts: int = field(default=60, validator=at_least(1))
 
     def __init__(self, options: TemplateGenerator.Options | None = None) -> None:
         self.options = options or TemplateGenerator.Options()
-        if self.options.strategy not in STRATEGIES:
-            raise ConfigError(_unknown_strategy(self.options.strategy), field="generate.strategy")
-        if not 0.0 <= self.options.frame_share <= 1.0:
-            raise ConfigError("must be between 0 and 1", field="generate.frame_share")
 
     def generate(self, plan: GenerationPlan, ctx: StageContext) -> Iterator[Example]:
         """Yield up to ``plan.count`` distinct examples, spread over ``plan.category_weights``."""
