@@ -15,7 +15,7 @@ from forgemind_hookspecs.backends import StageContext, TrainRequest
 from forgemind_hookspecs.records import Checkpoint, Estimate, PretrainSpec
 
 from .export import GGUFExporter, HFExporter, OllamaExporter, forgemind_register_exporters
-from .options import PRESETS, RunnerOptions, TrainerOptions, merge_options
+from .options import METHODS, PRESETS, RunnerOptions, TrainerOptions, merge_options
 
 __all__ = [
     "PRESETS",
@@ -38,6 +38,9 @@ class HFTrainer:
 
     name: ClassVar[str] = "hf"
     Options: ClassVar[type] = TrainerOptions
+    #: What ``limits.method`` and ``pretrain.preset`` may be: goal validation asks the trainer.
+    methods: ClassVar[tuple[str, ...]] = METHODS
+    presets: ClassVar[tuple[str, ...]] = tuple(PRESETS)
 
     def __init__(self, options: TrainerOptions | None = None) -> None:
         self.options = options or TrainerOptions()

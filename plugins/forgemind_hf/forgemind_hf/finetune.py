@@ -22,12 +22,11 @@ from forgemind_hookspecs.snapshots import read_snapshot
 
 from . import engine
 from .logs import log
-from .options import TrainerOptions
+from .options import METHODS, TrainerOptions
 from .text import encode_example
 
 __all__ = ["METHODS", "describe_base", "estimate", "load_for_training", "load_tokenizer", "train"]
 
-METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,10 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from attrs import define, frozen
+from attrs import define, field, frozen
+from forgemind_hookspecs.bounds import FieldValueError, above, at_least, between
 from forgemind_hookspecs.errors import ConfigError
 
-__all__ = ["PRESETS", "Preset", "RunnerOptions", "TrainerOptions", "merge_options", "preset"]
+__all__ = ["METHODS", "PRESETS", "Preset", "RunnerOptions", "TrainerOptions", "merge_options", "preset"]
+
+#: The fine-tuning methods of the ``hf`` trainer (``limits.method``; declared on the trainer as
+#: ``HFTrainer.methods`` so that goal validation checks it without importing torch).
+METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 
 
 @define(frozen=True)
@@ -26,16 +31,16 @@ class TrainerOptions:
     computes bf16 natively: CUDA with bf16, CPUs with AVX512-BF16/AMX), ``true`` or ``false``.
     """
 
-    epochs: float = 2.0
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    lora_r: int = 16
+    epochs: float = field(default=2.0, validator=above(0))
+    learning_rate: float = field(default=1e-3, validator=above(0))
+    batch_size: int = field(default=16, validator=at_least(1))
+    lora_r: int = field(default=16, validator=at_least(1))
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = field(default=0.05, validator=between(0, 1))
     target_modules: tuple[str, ...] | str = "all-linear"
-    max_length: int = 256
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
+    max_length: int = field(default=256, validator=at_least(1))
+    warmup_ratio: float = field(default=0.05, validator=between(0, 1))
+    weight_decay: float = field(default=0.0, validator=at_least(0))
     scheduler: str = "linear"
     bf16: str | bool = "auto"
     seed: int = 0
@@ -59,10 +64,10 @@ class RunnerOptions:
     passes the goal's ``evaluate.runner.max_new_tokens``; ``forge generate`` has flags).
     """
 
-    batch_size: int = 16
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
+    batch_size: int = field(default=16, validator=at_least(1))
+    max_new_tokens: int = field(default=64, validator=at_least(1))
+    temperature: float = field(default=0.0, validator=at_least(0))
+    top_p: float = field(default=1.0, validator=above(0, 1))
     seed: int = 0
     bf16: str | bool = "auto"
     trust_remote_code: bool = False
@@ -153,7 +158,10 @@ def merge_options(options: TrainerOptions, overrides: Mapping[str, Any] | None) 
             raise ConfigError(
                 f"{value!r} is not a valid {type(default).__name__}", field=f"train.{key}"
             ) from None
-    return attrs.evolve(options, **values)
+    try:
+        return attrs.evolve(options, **values)
+    except FieldValueError as error:  # a declared bound: one sentence naming the option
+        raise ConfigError(error.message, field=f"train.{error.name}") from None
 
 
 def _as_bool(value: Any) -> bool:
