@@ -64,7 +64,10 @@ from forgemind_hookspecs.records import (
 from .options import BACKEND_NOUN, unknown_backend_message
 from .servers import SERVER_KEY, client_problem, split_server
 
-__all__ = ["PILLAR_OF_SECTION", "field_line", "goal_converter", "goal_to_yaml", "load_goal", "parse_goal", "validate_goal"]
+__all__ = [
+    "PILLAR_OF_SECTION",
+    "allowed_values_table",
+    "field_line", "goal_converter", "goal_to_yaml", "load_goal", "parse_goal", "validate_goal"]
 
 #: ``{pillar: {backend name: BackendInfo}}`` as :meth:`forgemind_core.api.Forge.catalogue` returns.
 Catalogue = Mapping[str, Mapping[str, BackendInfo]]
@@ -1176,6 +1179,45 @@ def _goal_or_raise(goal: Goal | None, errors: list[UserError]) -> Goal:
     if goal is None:  # pragma: no cover - _read returns errors whenever it returns no goal
         raise ForgeError("the goal could not be read")
     return goal
+
+
+# ------------------------------------------------------------------------------------------
+# The allowed values, for the docs.
+# ------------------------------------------------------------------------------------------
+
+
+def allowed_values_table(catalogue: Catalogue | None = None) -> str:
+    """The Markdown table of every goal field with declared allowed values, written from the
+    records' own validators (:mod:`forgemind_hookspecs.bounds`) and, with a catalogue, from the
+    trainers' declared ``methods`` and ``presets``, so docs/goal-files.md cannot drift from what
+    validation checks (a test compares them)."""
+    from forgemind_hookspecs.bounds import describe
+
+    rows: list[tuple[str, str]] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        for f in attrs.fields(attrs.resolve_types(cls)):
+            tp = f.type
+            args = get_args(tp)
+            if isinstance(tp, type) and attrs.has(tp):
+                walk(tp, f"{prefix}{f.name}.")
+            elif _is_plain_sequence(tp) and args and attrs.has(args[0]):
+                walk(args[0], f"{prefix}{f.name}[].")
+            elif (text := describe(f)) is not None:
+                rows.append((f"{prefix}{f.name}", text))
+
+    walk(Goal, "")
+    trainers = (catalogue or {}).get("trainers", {})
+    for field, attribute in (("limits.method", "methods"), ("pretrain.preset", "presets")):
+        declared = [
+            f"`{name}`: " + ", ".join(f"`{c}`" for c in getattr(info.cls, attribute))
+            for name, info in sorted(trainers.items())
+            if getattr(info.cls, attribute, None)
+        ]
+        rows.append((field, f"one of the trainer's `{attribute}`" + (f" ({'; '.join(declared)})" if declared else "")))
+    lines = ["| field | allowed |", "|---|---|"]
+    lines += [f"| `{name}` | {text} |" for name, text in sorted(rows)]
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------

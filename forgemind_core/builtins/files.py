@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, ClassVar
 from attrs import Factory, frozen
 from forgemind_hookspecs import hookimpl
 from forgemind_hookspecs.backends import StageContext
+from forgemind_hookspecs.dataformats import first_bad_utf8_line, jsonl_lines, open_text, parse_json_line
 from forgemind_hookspecs.errors import ConfigError, DataError
 from forgemind_hookspecs.records import Example, GenerationPlan, Source, content_hash
 
@@ -252,17 +252,35 @@ def _warn(ctx: StageContext, message: str, **fields: Any) -> None:
 
 
 def _line_numbers(path: Path, fmt: str) -> list[int] | None:
-    """The 1-based line of each row (JSONL and CSV), checking every row's syntax on the way.
+    """The 1-based line of each row (JSONL and CSV), checking every row's syntax on the way
+    (strict UTF-8, JSON we can parse, CSV with as many fields as the header).
 
     ``None`` for Parquet (rows are numbered from 1 instead).
     """
     if fmt == "parquet":
+        open_text(path, what="data file").close()  # a fifo or a device must not reach pyarrow
         return None
+    if fmt == "csv":
+        return _csv_lines(path)
     lines: list[int] = []
-    with path.open(encoding="utf-8", newline="" if fmt == "csv" else None) as fh:
-        if fmt == "csv":
-            reader = csv.reader(fh)
-            header: list[str] | None = None
+    for lineno, raw in jsonl_lines(path, what="data file"):
+        if not raw.strip():
+            continue
+        obj, problem = parse_json_line(raw)
+        if problem:
+            raise DataError(problem, file=str(path), line=lineno)
+        if not isinstance(obj, dict):
+            raise DataError(f"must be a JSON object, not {type(obj).__name__}", file=str(path), line=lineno)
+        lines.append(lineno)
+    return lines
+
+
+def _csv_lines(path: Path) -> list[int]:
+    lines: list[int] = []
+    with open_text(path, what="data file", newline="") as fh:
+        reader = csv.reader(fh)
+        header: list[str] | None = None
+        try:
             for record in reader:
                 if not record or (len(record) == 1 and not record[0].strip()):
                     continue
@@ -273,17 +291,10 @@ def _line_numbers(path: Path, fmt: str) -> list[int] | None:
                     raise DataError(f"has {len(record)} fields but the header has {len(header)}",
                                     file=str(path), line=reader.line_num)
                 lines.append(reader.line_num)
-            return lines
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as error:
-                raise DataError(f"is not valid JSON ({error.msg})", file=str(path), line=lineno) from None
-            if not isinstance(obj, dict):
-                raise DataError(f"must be a JSON object, not {type(obj).__name__}", file=str(path), line=lineno)
-            lines.append(lineno)
+        except UnicodeDecodeError:
+            raise DataError("is not valid UTF-8", file=str(path), line=first_bad_utf8_line(path)) from None
+        except csv.Error as error:
+            raise DataError(f"is not valid CSV ({error})", file=str(path), line=max(reader.line_num, 1)) from None
     return lines
 
 

@@ -83,7 +83,8 @@ class Range(_Check):
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return None  # the type is the converter's business
         kind = "an integer" if isinstance(value, int) else "a number"
-        wanted = f"expected {kind} {self.text()}, got {_shown(value)}"
+        text = self.text()
+        wanted = f"expected {kind} {'from ' if text[0].isdigit() or text[0] == '-' else ''}{text}, got {_shown(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return wanted
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
@@ -126,7 +127,7 @@ class Each(_Check):
         for index, item in enumerate(value):
             problem = self.inner.problem(item)
             if problem:
-                return f"[{index}]: {problem}"
+                return f"{problem} at [{index}]"
         return None
 
 
