@@ -174,3 +174,93 @@ def test_label_weights_are_read_and_checked(tmp_path: Path) -> None:
             load_pack(root)
         assert words in str(info.value) and info.value.line == MINIMAL.count("\n") + 1
         assert (info.value.field or "").startswith("label_weights")
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 22: one rule for every path a pack names, and suites that fail at load, not at evaluation.
+# --------------------------------------------------------------------------------------------
+
+
+def _with_slots_file(root: Path, slots_ref: str) -> Path:
+    pack = write_pack(root, MINIMAL.replace('slots:\n  word: [alpha, beta]\n', f"slots: {slots_ref}\n"))
+    return pack
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink"])
+def test_every_pack_path_is_relative_and_stays_inside_the_pack(tmp_path: Path, where: str) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("word: [alpha, beta]\n")
+    pack_root = tmp_path / "pack"
+    if where == "absolute":
+        pack = _with_slots_file(pack_root, str(outside))
+        words = "is absolute; paths in a pack are relative to the pack folder"
+    elif where == "dotdot":
+        pack = _with_slots_file(pack_root, "../outside.yaml")
+        words = "points outside the pack folder"
+    else:
+        pack = _with_slots_file(pack_root, "slots.yaml")
+        (pack / "slots.yaml").symlink_to(outside)  # resolved before the check
+        words = "points outside the pack folder"
+    with pytest.raises(ConfigError) as raised:
+        load_pack(pack)
+    error = raised.value
+    assert (error.file, error.line, error.field) == (str(pack / "pack.yaml"), 7, "slots")
+    assert words in error.message
+
+
+def test_a_path_inside_the_pack_still_loads(tmp_path: Path) -> None:
+    pack = _with_slots_file(tmp_path / "pack", "parts/../slots.yaml")
+    (pack / "slots.yaml").write_text("word: [alpha, beta]\n")
+    assert load_pack(pack).slots == {"word": ("alpha", "beta")}
+
+
+def test_a_suite_that_is_a_folder_is_an_error_not_skipped(tmp_path: Path) -> None:
+    pack = write_pack(tmp_path / "pack", MINIMAL, {"canary": '{"input": "a", "expected": "yes"}\n'})
+    (pack / "suites" / "full.jsonl").mkdir()
+    with pytest.raises(ConfigError, match=r"'suites/full\.jsonl' is a folder; expected a file") as raised:
+        load_pack(pack)
+    assert raised.value.field == "suites.full"
+    named = write_pack(tmp_path / "named", MINIMAL + "suites: {canary: suites}\n")
+    (named / "suites").mkdir(exist_ok=True)
+    with pytest.raises(ConfigError, match="'suites' is a folder"):
+        load_pack(named)
+
+
+def test_unknown_checker_is_refused_at_load_with_its_line(tmp_path: Path) -> None:
+    suite = tmp_path / "canary.jsonl"
+    suite.write_text('{"input": "a", "expected": "yes"}\n{"input": "b", "expected": "x", "checker": "nosuch"}\n')
+    with pytest.raises(DataError) as raised:
+        load_suite(suite, "canary", labels=("yes", "no"), checkers=("label_match", "regex"))
+    assert str(raised.value) == f"{suite}:2: checker: no scorer named 'nosuch'; installed: label_match, regex"
+    assert len(load_suite(suite, "canary", checkers=None)) == 2  # without a catalogue: not checked
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "words"),
+    [
+        (b'{"input": "a", "expected": "yes"}\n{"input": "\xff"}\n', 2, "is not valid UTF-8"),
+        (b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", 1, "nested too deeply"),
+        (b'{"input": "a", "meta": {"n": ' + b"9" * 5000 + b"}}\n", 1, "a number longer than"),
+        (b'{"input": "\\ud800", "expected": "yes"}\n', 1, "unpaired surrogate"),
+    ],
+)
+def test_unreadable_suite_lines_are_one_data_error(tmp_path: Path, content: bytes, line: int, words: str) -> None:
+    suite = tmp_path / "full.jsonl"
+    suite.write_bytes(content)
+    with pytest.raises(DataError) as raised:
+        load_suite(suite, "full")
+    assert raised.value.line == line and words in raised.value.message
+
+
+def test_a_fifo_suite_or_pack_file_is_refused_without_waiting(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "canary.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="expected a regular suite file, got a device, pipe or socket"):
+        load_suite(fifo, "canary")
+    pack = write_pack(tmp_path / "pack", MINIMAL)
+    (pack / "pack.yaml").unlink()
+    os.mkfifo(pack / "pack.yaml")
+    with pytest.raises(ConfigError):
+        load_pack(pack)
