@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import random
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -452,7 +453,10 @@ def build_app(forge: Any, *, max_upload_bytes: int = 200 * 1024 * 1024, learn: b
 
                 folder.mkdir(parents=True, exist_ok=True)
                 target = folder / f"goal-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
-                target.write_text(text, encoding="utf-8")
+                # atomically: two clicks validating the same text must not read a half-written file
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, target)
                 return target
 
             def lp_validate_fn(text: str, path: str) -> str:

@@ -177,7 +177,8 @@ def test_no_endpoint_returns_a_file_outside_the_allowed_folders_or_a_secret(serv
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(one, todo))
     leaks = [(name, args, found, answer[:300]) for name, args, answer in answers if (found := _secrets_in(answer))]
-    assert not leaks, f"{len(leaks)} of {len(answers)} calls leaked; first: {leaks[:3]}"
+    assert not leaks, (f"{len(leaks)} of {len(answers)} calls leaked, through {sorted({leak[0] for leak in leaks})}; "
+                       f"first: {leaks[:3]}")
     # the loader and the validator refuse with one sentence that names the allowed folders
     by_name = {(n, json.dumps(a)): text for n, a, text in answers}
     refused = by_name[("/lp_load_fn", json.dumps(["/proc/self/environ"]))]
@@ -201,3 +202,22 @@ def test_gradio_serves_no_file_outside_its_own_and_the_exports(served):
         if started.status_code == 200:
             text += http.get(f"gradio_api/call/ft_check/{started.json()['event_id']}").text
         assert not _secrets_in(text), text[:500]
+
+
+def test_a_base_model_or_checkpoint_path_is_confined_once_a_dataset_is_uploaded(served):
+    """The fine-tuning buttons reach the base model only with a real upload, which the sweep does
+    not send (one would start work): each is driven here with a small dataset and hostile bases."""
+    from gradio_client import Client, handle_file
+
+    data = served["project"] / "rows.jsonl"
+    data.write_text('{"prompt": "a", "completion": "b"}\n')
+    client = Client(served["url"], auth=("anyone", TOKEN), verbose=False,
+                    download_files=served["home"].parent / "downloads")
+    for endpoint in ("/ft_estimate_fn", "/ft_start"):
+        for base in hostile_paths(served["home"]):
+            answer = repr(client.predict(handle_file(str(data)), "auto", "", "", "", base, "lora", 1, 1, 0.001,
+                                         16, 4, 8, api_name=endpoint))
+            assert "outside the folders this dashboard may read" in answer and not _secrets_in(answer), answer
+    # a file inside the project is read (the allow-list's default is the folder it was started in)
+    assert "first 1 row(s)" in repr(client.predict(handle_file(str(data)), "auto", "", "", "", "", "lora", 1, 1,
+                                                   0.001, 16, 4, 8, api_name="/ft_check"))

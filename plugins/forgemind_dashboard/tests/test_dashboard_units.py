@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from forgemind_dashboard.learn import GLOSSARY, explainer_html
@@ -121,3 +124,83 @@ def test_learn_mode_defines_the_terms_it_uses():
     html = explainer_html("fine_tuning")
     assert "{" not in html and html.count("<abbr") >= 5
     assert GLOSSARY["batch size"] in html.replace("&#x27;", "'")
+
+
+def test_confinement_resolves_symlinks_and_dots_before_the_check(tmp_path, monkeypatch):
+    from forgemind_dashboard.security import Confinement, safe_id
+
+    home, project, outside = tmp_path / "home", tmp_path / "project", tmp_path / "outside"
+    for folder in (home, project, outside):
+        folder.mkdir()
+    (outside / "secret.txt").write_text("s3cr3t")
+    (home / "link").symlink_to(outside / "secret.txt")
+    (project / "dir-link").symlink_to(outside)
+    (project / "goal.yaml").write_text("name: g\n")
+    monkeypatch.chdir(project)
+    confine = Confinement(home)  # default allow-list: the current folder
+    assert confine.roots == (home.resolve(), project.resolve())
+    assert confine.path("goal.yaml") == (project / "goal.yaml").resolve()
+    assert confine.path(home / "new" / "file.txt").is_relative_to(home.resolve())  # a file yet to be written
+    for bad in (home / "link", project / "dir-link" / "secret.txt", "../outside/secret.txt",
+                f"{home}/../outside/secret.txt", "/etc/passwd", "/proc/self/environ", "a\0b"):
+        with pytest.raises(UserError, match="outside the folders this dashboard may read") as caught:
+            confine.path(bad)
+        assert "s3cr3t" not in str(caught.value)
+    # /proc, /sys and /dev are refused even inside an allowed folder; a root folder is never allowed
+    assert not Confinement(home, ["/usr"]).allows(Path("/proc/self/environ"))
+    with pytest.raises(UserError, match="every file of the machine"):
+        Confinement(home, ["/"])
+    # a checkpoint or base: an id or hub id passes as typed, a path is confined
+    assert confine.reference("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+    assert confine.reference("ckpt-1234") == "ckpt-1234"
+    with pytest.raises(UserError):
+        confine.reference(str(outside))
+    # a goal's values that name paths, and its pack's, relative ones against the goal's folder
+    confine.goal_text("name: g\ntask: a task with words\npack: .\n", project)
+    with pytest.raises(UserError, match=r"goal\.review\.policy"):
+        confine.goal_text(f"name: g\ntask: t\nreview:\n  policy: {outside / 'secret.txt'}\n", project)
+    with pytest.raises(UserError, match=r"goal\.pack"):
+        confine.goal_text("name: g\ntask: t\npack: ../outside\n", project)
+    (project / "pack").mkdir()
+    (project / "pack" / "pack.yaml").write_text("name: p\nslots: ../../outside/secret.txt\n")
+    with pytest.raises(UserError, match=r"pack\.slots"):
+        confine.goal_text("name: g\ntask: t\npack: pack\n", project)
+    assert safe_id("run-1") == "run-1" and safe_id("stable:v1") == "stable:v1"
+    for bad_id in ("../x", "/etc", "a/b", ".hidden"):
+        with pytest.raises(UserError, match="is not a run id"):
+            safe_id(bad_id, "run id")
+
+
+def test_forge_dashboard_refuses_to_allow_a_root_folder(tmp_path, monkeypatch):
+    from forgemind_core import Forge
+    from forgemind_core.cli import build_cli
+
+    monkeypatch.delenv("FORGEMIND_DASHBOARD_TOKEN", raising=False)
+    result = CliRunner().invoke(build_cli(Forge(home=tmp_path)), ["dashboard", "--allow", "/"])
+    assert result.exit_code == 2 and "every file of the machine" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_every_answer_is_scrubbed_of_the_token_and_secret_environment_values(tmp_path, monkeypatch):
+    """A run listing (or any answer) holding a secret reaches the client as [REDACTED]."""
+    from forgemind_dashboard.app import launch
+    from gradio_client import Client
+
+    from forgemind_core import Forge
+
+    secret = "sk-unit" + "x" * 30
+    monkeypatch.setenv("SOME_SERVICE_API_KEY", secret)
+    forge = Forge(home=tmp_path / "home")
+    monkeypatch.setattr(forge, "runs", lambda: [{"id": "r1", "goal_name": f"uses {secret} and token-abcdefgh1"}])
+    monkeypatch.setattr(forge, "runs_tree", lambda: [])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free_port = s.getsockname()[1]
+    demo = launch(forge, port=free_port, token="token-abcdefgh1", block=False, quiet=True, allow=[tmp_path])
+    try:
+        client = Client(f"http://127.0.0.1:{free_port}/", auth=("x", "token-abcdefgh1"), verbose=False,
+                        download_files=tmp_path / "downloads")
+        answer = repr(client.predict(api_name="/rn_refresh_fn"))
+    finally:
+        demo.close()
+    assert "uses [REDACTED] and [REDACTED]" in answer and secret not in answer and "token-abcdefgh1" not in answer
