@@ -53,13 +53,15 @@ class HFTrainer:
                         price_per_cpu_hour=self.options.price_per_cpu_hour)
 
     def load_base(self, base_model: str, ctx: StageContext) -> Checkpoint:
-        """``"pretrain"`` builds the goal's pre-trained base; otherwise a local folder or hub id."""
+        """``"pretrain"`` builds the goal's pre-trained base; otherwise a shipped model by name
+        (``smollm2-135m-instruct``), a ``.gguf`` file (both converted once into the cache), a local
+        Hugging Face folder or a hub id (see :mod:`forgemind_hf.bases`)."""
         if base_model == "pretrain":
             spec = ctx.goal.pretrain if ctx.goal is not None else PretrainSpec()
             return self.pretrain(spec, ctx)
-        from .finetune import describe_base
+        from .bases import resolve_base
 
-        return describe_base(base_model)
+        return resolve_base(base_model, ctx)
 
     def estimate(self, request: TrainRequest, ctx: StageContext) -> Estimate:
         """Exact tokens and steps; seconds from a short calibration run on this hardware."""

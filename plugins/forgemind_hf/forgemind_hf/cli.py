@@ -112,7 +112,9 @@ def _echo(value: Any, as_json: bool, human: str) -> None:
 
 
 _data_options = [
-    click.option("--base", required=True, help="Base model: a local HF folder, a hub id, or 'pretrain'."),
+    click.option("--base", required=True,
+                 help="Base model: a shipped model by name (smollm2-135m-instruct), a .gguf file, a local HF "
+                      "folder, a checkpoint folder, a hub id, or 'pretrain'."),
     click.option("--data", required=True, type=click.Path(dir_okay=False), help="Training data file."),
     click.option("--format", "fmt", type=click.Choice(["prompt_completion", "chat", "csv", "text"]),
                   default=None, help="Data format (detected when omitted)."),

@@ -22,10 +22,10 @@ from forgemind_hookspecs.snapshots import read_snapshot
 
 from . import engine
 from .logs import log
-from .options import METHODS, TrainerOptions
-from .text import encode_example
+from .options import LATE_FIELDS, METHODS, TrainerOptions
+from .text import encode_example, use_chat
 
-__all__ = ["METHODS", "describe_base", "estimate", "load_for_training", "load_tokenizer", "train"]
+__all__ = ["METHODS", "chat_layout", "describe_base", "estimate", "load_for_training", "load_tokenizer", "train"]
 
 
 
@@ -43,7 +43,9 @@ def describe_base(base_model: str) -> Checkpoint:
     path = Path(base_model).expanduser()
     manifest_file = path / "manifest.json"
     if manifest_file.is_file():
-        return from_dict(Checkpoint, json.loads(manifest_file.read_text())["checkpoint"])
+        from .bases import located
+
+        return located(from_dict(Checkpoint, json.loads(manifest_file.read_text())["checkpoint"]), path)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError("is not a Hugging Face model folder (no config.json)", file=str(path))
@@ -171,11 +173,12 @@ def load_examples(request: TrainRequest) -> list[Example]:
     return examples
 
 
-def encode_all(examples: list[Example], tokenizer: Any, max_length: int, file: str) -> tuple[list[Any], int]:
+def encode_all(examples: list[Example], tokenizer: Any, max_length: int, file: str, *, chat: bool = False,
+               system: str = "") -> tuple[list[Any], int]:
     sequences, truncated = [], 0
     for i, example in enumerate(examples, start=1):
         try:
-            ids, labels, cut = encode_example(example, tokenizer, max_length)
+            ids, labels, cut = encode_example(example, tokenizer, max_length, chat=chat, system=system)
         except DataError as error:
             error.file, error.line = file, i
             raise
@@ -214,22 +217,51 @@ class _Plan:
         return sum(len(self.sequences[i][0]) for s in range(self.total_steps) for i in self.indices(s))
 
 
+def chat_layout(base: Checkpoint, tokenizer: Any, options: TrainerOptions) -> bool:
+    """Whether this request's prompt/completion examples go through the chat template
+    (:func:`forgemind_hf.text.use_chat`; what the base recorded decides ``auto``)."""
+    from .pretrain import CHAT_TEMPLATE
+
+    recorded = base.manifest.get("chat_format")
+    # ForgeMind's own template marks a tokenizer trained here from scratch, manifest or not
+    here = base.method == "pretrain" or getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE
+    return use_chat(options.chat_format, tokenizer, recorded if isinstance(recorded, str) else None,
+                    pretrained_here=here)
+
+
 def _prepare(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> tuple[Any, ...]:
     examples = load_examples(request)
     tokenizer = load_tokenizer(_base_path(request.base), options)
-    sequences, truncated = encode_all(examples, tokenizer, options.max_length, request.dataset.path)
+    chat = chat_layout(request.base, tokenizer, options)
+    sequences, truncated = encode_all(examples, tokenizer, options.max_length, request.dataset.path, chat=chat,
+                                      system=options.system_prompt)
     if truncated:
         log(ctx, "warning", "examples truncated", count=truncated, max_length=options.max_length)
     seed = request.seed or options.seed
     plan = _Plan(sequences, options, seed, tokenizer.pad_token_id)
-    return examples, tokenizer, plan, seed, truncated
+    return examples, tokenizer, plan, seed, truncated, chat
+
+
+def _provenance(base: Checkpoint) -> dict[str, Any]:
+    """Where the original base came from and under which licence: it travels with every model
+    made from it (a base that was itself fine-tuned passes on what it inherited)."""
+    out = {}
+    for key in ("license", "source_file", "source_sha256", "catalogue_name"):
+        value = base.manifest.get(key, base.manifest.get(f"base_{key}"))
+        if value is not None:
+            out[f"base_{key}"] = value
+    return out
 
 
 def request_id(request: TrainRequest, options: TrainerOptions, seed: int) -> str:
     """The checkpoint id: a content hash of what defines the result (never random)."""
+    settings = to_dict(options)
+    for name, default in LATE_FIELDS.items():
+        if settings.get(name) == default:
+            del settings[name]
     return "ckpt-" + content_hash(
         {"base": request.base.id, "dataset": request.dataset.id, "method": request.method,
-         "options": to_dict(options), "seed": seed}
+         "options": settings, "seed": seed}
     )
 
 
@@ -241,7 +273,7 @@ def request_id(request: TrainRequest, options: TrainerOptions, seed: int) -> str
 def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> Estimate:
     """Tokens and steps exactly (the data order is known), seconds from a calibration run of a
     few real optimiser steps on batches spread over the epoch (the first, warm-up step excluded)."""
-    _, _, plan, seed, truncated = _prepare(request, options, ctx)
+    _, _, plan, seed, truncated, _ = _prepare(request, options, ctx)
     device = engine.device_for_training()
     bf16 = engine.use_bf16(options.bf16, device)
     model = load_for_training(request.base, request.method, options, device, seed)
@@ -303,7 +335,7 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
     """Fine-tune as ``request`` says; resume from ``output_dir``; return the final checkpoint."""
     out = Path(request.output_dir)
     final = out / "final"
-    examples, tokenizer, plan, seed, truncated = _prepare(request, options, ctx)
+    examples, tokenizer, plan, seed, truncated, chat = _prepare(request, options, ctx)
     ckpt_id = request_id(request, options, seed)
     if (final / "manifest.json").is_file():
         done = from_dict(Checkpoint, json.loads((final / "manifest.json").read_text())["checkpoint"])
@@ -371,9 +403,12 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         "dataset_id": request.dataset.id,
         "examples": len(examples),
         "truncated": truncated,
+        "chat_format": "chat" if chat else "raw",
+        "system_prompt": options.system_prompt if chat else "",
         "base_model": request.base.base_model,
         "base_id": request.base.id,
         "base_path": request.base.path,
+        **_provenance(request.base),
         "seed": seed,
         "steps": plan.total_steps,
         "tokens": result.tokens,

@@ -14,7 +14,7 @@ from attrs import define, field, frozen
 from forgemind_hookspecs.bounds import FieldValueError, above, at_least, between
 from forgemind_hookspecs.errors import ConfigError
 
-__all__ = ["METHODS", "PRESETS", "Preset", "RunnerOptions", "TrainerOptions", "merge_options", "preset"]
+__all__ = ["LATE_FIELDS", "METHODS", "PRESETS", "Preset", "RunnerOptions", "TrainerOptions", "merge_options", "preset"]
 
 #: The fine-tuning methods of the ``hf`` trainer (``limits.method``; declared on the trainer as
 #: ``HFTrainer.methods`` so that goal validation checks it without importing torch).
@@ -29,6 +29,12 @@ class TrainerOptions:
     rows of at most ``max_length`` tokens, so no compute goes to padding) and *rows of
     ``seq_len`` tokens* per step for pre-training. ``bf16`` is ``"auto"`` (on where the hardware
     computes bf16 natively: CUDA with bf16, CPUs with AVX512-BF16/AMX), ``true`` or ``false``.
+
+    ``chat_format`` says how a prompt/completion example is laid out: ``auto`` (the default) puts it
+    through the base's chat template when the base is an instruction-tuned chat model (a GGUF or Hub
+    base whose tokenizer has a template; never a base pre-trained here from scratch), ``raw`` never,
+    ``chat`` always. ``system_prompt`` is the system message of that conversation (empty: the
+    template's own default, if any). The runner reads both from the checkpoint's manifest.
     """
 
     epochs: float = field(default=2.0, validator=above(0))
@@ -54,6 +60,13 @@ class TrainerOptions:
     allow_cpu_4bit: bool = False
     trust_remote_code: bool = False
     log_every_steps: int = 1
+    chat_format: str = "auto"
+    system_prompt: str = ""
+
+
+#: Fields added after checkpoint ids were published: they enter a checkpoint's id only when set
+#: away from their default, so every checkpoint trained before them keeps its id.
+LATE_FIELDS: dict[str, Any] = {"chat_format": "auto", "system_prompt": ""}
 
 
 @define(frozen=True)
@@ -62,6 +75,9 @@ class RunnerOptions:
 
     ``max_new_tokens`` and ``temperature`` apply when the caller does not pass its own (the loop
     passes the goal's ``evaluate.runner.max_new_tokens``; ``forge generate`` has flags).
+    ``chat_format`` ``auto`` renders prompts as the checkpoint was trained (its manifest's
+    ``chat_format`` and ``system_prompt``; raw where it records none); ``raw`` or ``chat`` force one
+    layout. A non-empty ``system_prompt`` replaces the recorded one.
     """
 
     batch_size: int = field(default=16, validator=at_least(1))
@@ -71,6 +87,8 @@ class RunnerOptions:
     seed: int = 0
     bf16: str | bool = "auto"
     trust_remote_code: bool = False
+    chat_format: str = "auto"
+    system_prompt: str = ""
 
 
 @frozen

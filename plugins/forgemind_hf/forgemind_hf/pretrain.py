@@ -238,7 +238,8 @@ def pretrain(spec: PretrainSpec, ctx: StageContext, *, price_per_gpu_hour: float
     seed = int(options.get("seed", 0))
     texts = corpus_texts(spec.corpus, p.corpus_bytes)
     key = base_key(texts, p, options)
-    bases = Path(ctx.cache_dir) / "bases"
+    # absolute: a manifest must not hold paths relative to whatever the working directory was
+    bases = Path(ctx.cache_dir).expanduser().resolve() / "bases"
     final = bases / key
     if (final / "manifest.json").is_file():
         log(ctx, "info", "pre-trained base reused", key=key, path=str(final))
@@ -368,7 +369,9 @@ def _write_manifest(folder: Path, checkpoint: Checkpoint) -> None:
 def _checkpoint_from(folder: Path) -> Checkpoint:
     from forgemind_hookspecs.converter import from_dict
 
+    from .bases import located
+
     data = json.loads((folder / "manifest.json").read_text())
-    checkpoint = from_dict(Checkpoint, data["checkpoint"])
-    return checkpoint
+    # a base cached before paths were absolute (or in a home that moved) holds a stale path
+    return located(from_dict(Checkpoint, data["checkpoint"]), folder)
 

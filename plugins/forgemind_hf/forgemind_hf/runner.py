@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from forgemind_hookspecs.errors import UserError
+from forgemind_hookspecs.errors import ConfigError, UserError
 from forgemind_hookspecs.records import Checkpoint
 
 from . import engine
 from .options import RunnerOptions
-from .text import prompt_ids
+from .text import CHAT_FORMATS, chat_prompt, prompt_ids
 
-__all__ = ["clear_cache", "generate", "load"]
+__all__ = ["clear_cache", "generate", "load", "prompt_layout"]
 
 _CACHE: OrderedDict[str, tuple[Any, Any, torch.device, bool]] = OrderedDict()
 _CACHE_SIZE = 2
@@ -74,6 +74,25 @@ def _adapter_base(path: Path) -> str:
     return str(config["base_model_name_or_path"])
 
 
+def prompt_layout(checkpoint: Checkpoint, tokenizer: Any, options: RunnerOptions) -> tuple[bool, str]:
+    """``(chat, system_prompt)``: how this checkpoint's prompts are rendered — as it was trained
+    (its manifest's ``chat_format``/``system_prompt``; raw where it records none), unless the
+    options force a layout or a system prompt.
+
+    :raises ConfigError: an unknown ``chat_format``, or ``chat`` for a tokenizer without a template.
+    """
+    if options.chat_format not in CHAT_FORMATS:
+        raise ConfigError(f"unknown chat_format {options.chat_format!r}; expected one of {', '.join(CHAT_FORMATS)}",
+                          field="evaluate.runner.chat_format")
+    recorded = checkpoint.manifest.get("chat_format")
+    chat = recorded == "chat" if options.chat_format == "auto" else options.chat_format == "chat"
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("chat_format is chat but the checkpoint's tokenizer has no chat template",
+                          field="evaluate.runner.chat_format")
+    system = options.system_prompt or str(checkpoint.manifest.get("system_prompt") or "")
+    return chat, system
+
+
 def generate(
     checkpoint: Checkpoint,
     prompts: Sequence[str],
@@ -82,14 +101,19 @@ def generate(
     max_new_tokens: int = 64,
     temperature: float = 0.0,
 ) -> list[str]:
-    """One completion per prompt: ``[BOS] prompt`` in, text up to EOS out (the training layout).
+    """One completion per prompt: ``[BOS] prompt`` in (or the prompt as the user's turn of the chat
+    template, for a checkpoint trained that way), text up to EOS out (the training layout).
 
     Prompts are sorted by length and left-padded per batch (less padding), then put back in order.
     """
     if not prompts:
         return []
     model, tokenizer, device, bf16 = load(checkpoint, options)
-    encoded = [prompt_ids(p, tokenizer) for p in prompts]
+    chat, system = prompt_layout(checkpoint, tokenizer, options)
+    if chat:
+        encoded = [prompt_ids(chat_prompt(p, tokenizer, system), tokenizer, templated=True) for p in prompts]
+    else:
+        encoded = [prompt_ids(p, tokenizer) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     outputs: list[str] = [""] * len(prompts)
     pad = tokenizer.pad_token_id
