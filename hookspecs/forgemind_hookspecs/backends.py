@@ -278,10 +278,10 @@ class Endpoint:
     ``/v1``), the ``model`` name to send, and hints for its clients.
 
     :ivar api_key: the key the server wants, ``None`` when it accepts any.
-    :ivar client_defaults: client options the server is known to need (``concurrency: 1`` for a
-        server that answers one request at a time, ``structured: false`` for one that cannot do
-        OpenAI's ``json_schema``); the kernel applies each only to a client whose ``Options``
-        has the field and whose goal entry does not write it.
+    :ivar client_defaults: client options the server knows its clients want (llama.cpp's:
+        ``dialect: llamacpp``, so the openai plugin treats it as serial and sends schemas as its
+        grammar); the kernel applies each only to a client whose ``Options`` has the field and
+        whose goal entry does not write it.
     :ivar pid: the server's process id, when it runs as a local process.
     :ivar log: the server's log file, when it writes one.
     """
@@ -509,8 +509,11 @@ class Registry(Protocol):
         """The EvalReport dicts (results included) recorded for a checkpoint, one per tier."""
         ...
 
-    def sql(self, query: str) -> list[dict[str, Any]]:
-        """Run read-only SQL over the registry's tables; any write is refused."""
+    def sql(self, query: str, *, timeout_s: float | None = ..., max_rows: int | None = ...,
+            memory_limit: str | None = ...) -> list[dict[str, Any]]:
+        """Run read-only SQL over the registry's tables; any write is refused. The query is
+        bounded: stopped after ``timeout_s`` seconds, past ``memory_limit`` (``"1GB"``), or when it
+        returns more than ``max_rows`` rows (a UserError each; 0 lifts the time or row limit)."""
         ...
 
     def reviews(

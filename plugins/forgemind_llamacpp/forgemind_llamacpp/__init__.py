@@ -41,10 +41,10 @@ __all__ = ["LlamaCppServer", "resolve_model"]
 HOST = "127.0.0.1"
 #: Stable ports are drawn from this range (see ``port``); a taken one falls back to any free port.
 PORT_RANGE = (20000, 40000)
-#: What llama.cpp's server is known to need from its clients (ENVIRONMENT-NOTES, measured):
-#: it answers one request at a time, and OpenAI's ``json_schema`` response format is HTTP 500
-#: (``json_object`` works).
-CLIENT_DEFAULTS = {"concurrency": 1, "structured": False}
+#: What the openai plugin's clients should know of this server without asking it: it is
+#: llama-cpp-python's (serial, so concurrency 1 unless the goal sets it; schemas go as its
+#: grammar-constrained ``json_object``, since OpenAI's ``json_schema`` is HTTP 500 there).
+CLIENT_DEFAULTS = {"dialect": "llamacpp"}
 
 
 def resolve_model(model: str, base_dir: Path | None = None) -> tuple[Path, str]:

@@ -71,7 +71,7 @@ def test_smollm2_answers_the_real_openai_client(served):
         max_tokens=8, temperature=0.0,
     )
     assert reply.choices[0].message.content.strip()
-    assert served.client_defaults == {"concurrency": 1, "structured": False}
+    assert served.client_defaults == {"dialect": "llamacpp"}
     assert "Uvicorn running" in Path(served.log).read_text(errors="replace")
 
 
@@ -158,13 +158,15 @@ def test_the_pool_shares_one_real_server_between_two_stages_and_stops_it(forge_h
     server = {"backend": "llamacpp", "n_ctx": 512, "port": 0}
     with pool:
         generator = pool.backend("generators", "openai", {"model": SMOLLM2, "server": server}, field="generate")
-        judge = pool.backend("filters", "llm_judge", {"model": SMOLLM2, "concurrency": 2, "server": dict(server)},
+        judge = pool.backend("filters", "llm_judge",
+                             {"model": SMOLLM2, "concurrency": 2, "dialect": "openai", "server": dict(server)},
                              field="filter")
         [endpoint] = pool.running()
         assert generator.options.base_url == judge.options.base_url == endpoint.base_url
         assert generator.options.model == judge.options.model == SMOLLM2
-        assert (generator.options.concurrency, judge.options.concurrency) == (1, 2)  # written wins
-        assert generator.options.structured is False
+        # the server's hint where the goal writes nothing, the goal's value where it does
+        assert (generator.options.dialect, judge.options.dialect) == ("llamacpp", "openai")
+        assert (generator.options.concurrency, judge.options.concurrency) == (None, 2)
         assert Path(endpoint.log).parent.parent == tmp_path / "servers"
     assert pool.running() == [] and _gone(endpoint.pid)
     assert events == ["server.started", "server.stopped"]
