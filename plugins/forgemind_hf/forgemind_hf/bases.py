@@ -118,27 +118,32 @@ def gguf_base(gguf: Path, ctx: StageContext, *, name: str | None = None, license
     from . import engine
 
     gguf = gguf.expanduser().resolve()
-    meta = gguf_metadata(gguf)  # before hashing: a wrong file fails in milliseconds
-    sha = engine.file_sha256(gguf)
+    sha = engine.file_sha256(gguf)  # ~0.1 s for 100 MB; reading the GGUF's metadata costs seconds: only to convert
     key = f"gguf-{sha[:16]}"
     bases = Path(ctx.cache_dir).expanduser().resolve() / "bases"
     final = bases / key
-    bases.mkdir(parents=True, exist_ok=True)
-    asked = {"source_file": str(gguf), "catalogue_name": name,
-             "license": license or meta.get("license") or "unknown"}
     if not (final / "manifest.json").is_file():
+        meta = gguf_metadata(gguf)  # a file that is no GGUF fails here, before any lock or folder
+        bases.mkdir(parents=True, exist_ok=True)
         with FileLock(str(bases / f"{key}.lock")):
             if not (final / "manifest.json").is_file():  # a process that held the lock may have done it
                 for stale in bases.glob(f"{key}.tmp-*"):  # left by a killed conversion (we hold the lock)
                     shutil.rmtree(stale, ignore_errors=True)
-                _convert(gguf, sha, meta, final, ctx, asked)
+                _convert(gguf, sha, meta, final, ctx, _provenance(gguf, name, license, meta))
     else:
         log(ctx, "info", "GGUF base reused", key=key, path=str(final))
     checkpoint = located(from_dict(Checkpoint, json.loads((final / "manifest.json").read_text())["checkpoint"]), final)
+    stored = checkpoint.manifest.get("gguf_metadata") or {"license": checkpoint.manifest.get("license")}
+    asked = _provenance(gguf, name, license, stored)
     if {k: checkpoint.manifest.get(k) for k in asked} == asked:
         return checkpoint
     # The same weights asked for another way (by path after by name, say): same id, this request's provenance.
     return attrs.evolve(checkpoint, manifest={**checkpoint.manifest, **asked}, base_model=name or str(gguf))
+
+
+def _provenance(gguf: Path, name: str | None, license: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+    """What this request says about the base: its file, catalogue name and licence."""
+    return {"source_file": str(gguf), "catalogue_name": name, "license": license or meta.get("license") or "unknown"}
 
 
 @contextlib.contextmanager

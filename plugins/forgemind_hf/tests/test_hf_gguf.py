@@ -233,3 +233,55 @@ def test_a_forgemind_pretrained_tokenizer_stays_raw(tiny_base: Path, home: Path)
     assert chat_layout(base, tokenizer, TrainerOptions(chat_format="chat"))
     with pytest.raises(ConfigError, match="unknown chat_format"):
         chat_layout(base, tokenizer, TrainerOptions(chat_format="jinja"))
+
+
+_RACER = r"""
+import json, sys, time
+from pathlib import Path
+from forgemind_hf import HFTrainer
+from forgemind_hf import bases
+from forgemind_hookspecs import Checkpoint, StageContext, to_dict
+
+def slow_convert(gguf, sha, meta, final, ctx, asked):
+    with open(sys.argv[3], "a") as log:
+        log.write("converting\n")
+    time.sleep(1.5)  # long enough that the other process arrives while this one converts
+    tmp = final.parent / (final.name + ".tmp-x")
+    tmp.mkdir()
+    (tmp / "config.json").write_text("{}")
+    ckpt = Checkpoint(id="base-" + final.name, path=str(final), base_model=str(gguf), method="base", kind="full",
+                      manifest={**asked, "source_sha256": sha})
+    (tmp / "manifest.json").write_text(json.dumps({"checkpoint": to_dict(ckpt)}))
+    tmp.rename(final)
+
+bases._convert = slow_convert
+home = Path(sys.argv[2])
+ckpt = HFTrainer().load_base(sys.argv[1], StageContext(home=home, cache_dir=home / "cache"))
+print(ckpt.id, ckpt.manifest["license"])
+"""
+
+
+def test_two_processes_converting_one_gguf_convert_it_once(tmp_path: Path) -> None:
+    """The file lock: the second process waits for the first's conversion and reuses it (the
+    conversion itself is replaced by a slow stand-in; the GGUF is a real, tensor-less file)."""
+    import subprocess
+    import sys
+
+    import gguf
+
+    model = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(model), "llama")
+    writer.add_license("mit")
+    writer.add_tensor("x", __import__("numpy").zeros(4, dtype="float32"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    conversions = tmp_path / "conversions.log"
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(model), str(tmp_path / "home"), str(conversions)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [racer.communicate(timeout=120) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [err for _, err in results]
+    assert conversions.read_text() == "converting\n"
+    lines = {out.strip() for out, _ in results}
+    assert len(lines) == 1 and lines.pop().endswith(" mit")  # one id; the licence from general.license
