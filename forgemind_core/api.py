@@ -45,15 +45,22 @@ HOME_ENV = "FORGEMIND_HOME"
 
 
 def default_home() -> Path:
-    """``$FORGEMIND_HOME`` or ``./.forgemind``."""
-    return Path(os.environ.get(HOME_ENV) or ".forgemind")
+    """``$FORGEMIND_HOME`` or ``./.forgemind``, made absolute."""
+    return _absolute(os.environ.get(HOME_ENV) or ".forgemind")
+
+
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    """``path`` as an absolute path (``~`` expanded, symlinks kept), so that no manifest, record or
+    state file stores a path that means something else from another working directory."""
+    return Path(path).expanduser().absolute()
 
 
 class Forge:
     """One ForgeMind kernel.
 
     :param home: the home folder (runs, registry, caches); default ``$FORGEMIND_HOME`` or
-        ``./.forgemind``. Created on first write, not on construction.
+        ``./.forgemind``, made absolute against the current directory. Created on first write,
+        not on construction.
     :param plugins: in-process plugins (objects or ``(name, object)`` pairs) added to the
         installed ones.
     :param entry_points: load installed plugins (entry-point group ``forgemind``).
@@ -70,7 +77,7 @@ class Forge:
         builtins: bool = True,
         blocked: Iterable[str] | None = None,
     ) -> None:
-        self.home = Path(home) if home is not None else default_home()
+        self.home = home if home is not None else default_home()
         self._plugin_args = {
             "plugins": tuple(plugins),
             "entry_points": entry_points,
@@ -78,6 +85,16 @@ class Forge:
             "blocked": None if blocked is None else tuple(blocked),
         }
         self._catalogue: dict[str, dict[str, BackendInfo]] | None = None
+
+    @property
+    def home(self) -> Path:
+        """The home folder, always absolute: set it to a relative path and it is resolved against
+        the working directory at that moment, once."""
+        return self._home
+
+    @home.setter
+    def home(self, value: str | os.PathLike[str]) -> None:
+        self._home = _absolute(value)
 
     # --- plugins ---------------------------------------------------------------------------
 
@@ -429,9 +446,13 @@ class Forge:
 
         return diff_runs(self, a, b)
 
-    def sql(self, query: str) -> list[dict[str, Any]]:
-        """Read-only SQL over the registry; any write is refused (UserError)."""
-        return self.registry().sql(query)
+    def sql(self, query: str, *, timeout_s: float | None = None, max_rows: int | None = None,
+            memory_limit: str | None = None) -> list[dict[str, Any]]:
+        """Read-only SQL over the registry; any write is refused (UserError). The registry bounds
+        the query (docs/registry.md: 10 s, 10,000 rows, 1GB by default); a limit given here
+        replaces its default (0 lifts the time or row limit)."""
+        limits = {"timeout_s": timeout_s, "max_rows": max_rows, "memory_limit": memory_limit}
+        return self.registry().sql(query, **{k: v for k, v in limits.items() if v is not None})
 
     # --- exports (forgemind_core/exports.py) ------------------------------------------------------
 

@@ -17,7 +17,7 @@ import click
 from forgemind_hookspecs import ForgeError, UserError
 
 from . import __version__
-from .api import Forge
+from .api import HOME_ENV, Forge
 
 __all__ = ["ForgeGroup", "build_cli", "main"]
 
@@ -34,9 +34,14 @@ KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 class ForgeGroup(click.Group):
-    """A click group that turns ForgeError into one sentence and the right exit code."""
+    """A click group that turns ForgeError into one sentence and the right exit code.
+
+    While a command runs, ``$FORGEMIND_HOME`` names the kernel's (absolute) home, so plugin
+    commands that read it and child processes agree with ``--home``; it is restored after.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        before = os.environ.get(HOME_ENV)
         try:
             return super().invoke(ctx)
         except ForgeError as error:
@@ -44,6 +49,37 @@ class ForgeGroup(click.Group):
             for note in getattr(error, "__notes__", ()):  # further problems of the same file
                 click.echo(f"Error: {note}", err=True)
             ctx.exit(2 if isinstance(error, UserError) else 1)
+        finally:
+            if before is None:
+                os.environ.pop(HOME_ENV, None)
+            else:
+                os.environ[HOME_ENV] = before
+
+
+_HOME_HELP = "ForgeMind home folder (runs, registry, caches). Default: $FORGEMIND_HOME or ./.forgemind"
+
+
+def _use_home(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """``--home`` given before or after the subcommand: the kernel's home for this command."""
+    forge = ctx.find_root().obj
+    if value is None or not isinstance(forge, Forge):
+        return
+    forge.home = value
+    os.environ[HOME_ENV] = str(forge.home)
+
+
+def _home_option(**kwargs: Any) -> click.Option:
+    return click.Option(["--home"], type=click.Path(file_okay=False, path_type=Path), callback=_use_home,
+                        expose_value=False, help=_HOME_HELP, **kwargs)
+
+
+def _add_home_option(command: click.Command) -> None:
+    """Give ``command`` (and every subcommand of a group) its own ``--home``, so that
+    ``forge <command> --home X`` works like ``forge --home X <command>``."""
+    if not any(isinstance(p, click.Option) and "--home" in p.opts for p in command.params):
+        command.params.append(_home_option())
+    for sub in getattr(command, "commands", {}).values():
+        _add_home_option(sub)
 
 
 def build_cli(forge: Forge | None = None, *, configure_logging: bool = False) -> click.Group:
@@ -58,12 +94,7 @@ def build_cli(forge: Forge | None = None, *, configure_logging: bool = False) ->
 
     @click.group(cls=ForgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="forge")
-    @click.option(
-        "--home",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="FORGEMIND_HOME",
-        help="ForgeMind home folder (runs, registry, caches). Default: ./.forgemind",
-    )
+    @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar=HOME_ENV, help=_HOME_HELP)
     @click.pass_context
     def cli(ctx: click.Context, home: Path | None) -> None:
         """ForgeMind: state a goal; ForgeMind makes data, trains, tests and promotes a model.
@@ -72,9 +103,10 @@ def build_cli(forge: Forge | None = None, *, configure_logging: bool = False) ->
         the Trial Grounds (eval, compare), the Lorekeeper (runs, show, lineage) and the Warden
         (review). Start with `forge run examples/python-security/goal.yaml`.
         """
+        ctx.obj = forge
         if home is not None:
             forge.home = home
-        ctx.obj = forge
+            os.environ[HOME_ENV] = str(forge.home)
         if configure_logging:  # here, not at start-up: `forge --help` need not import structlog
             from .logs import configure_process_logging
 
@@ -94,6 +126,8 @@ def build_cli(forge: Forge | None = None, *, configure_logging: bool = False) ->
         forge.hook.forgemind_register_commands(cli=cli)
     except ForgeError as error:  # a plugin broke the contract: say so, keep the CLI usable
         click.echo(f"Warning: {error}", err=True)
+    for command in cli.commands.values():
+        _add_home_option(command)
     return cli
 
 

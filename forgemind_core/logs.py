@@ -12,9 +12,11 @@ anywhere in the event (nested dicts, lists, tuples, exception text) by ``[REDACT
 - anything shaped like a credential: OpenAI-style ``sk-...`` keys, Hugging Face ``hf_...``
   tokens, GitHub ``ghp_...`` tokens, AWS access key ids (``AKIA...``), ``Bearer ...`` headers;
 - the value of a mapping key that names a credential (``api_key``, ``token``, ``password``,
-  ``authorization``, ...).
+  ``authorization``, ...);
+- the userinfo of a URL: ``https://user:pass@host/v1`` becomes ``https://[REDACTED]@host/v1``.
 
-:func:`redact` applies the same rules to any object, so the kernel can scrub records and exports.
+:func:`redact` applies the same rules to any object, so the kernel can scrub records and exports;
+:func:`restore` puts back, from values the process still holds, what a record read back lost.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["LEVELS", "REDACTED", "Redactor", "configure_process_logging", "make_logger", "redact"]
+__all__ = ["LEVELS", "REDACTED", "Redactor", "configure_process_logging", "make_logger", "redact", "restore"]
 
 #: What a secret is replaced with.
 REDACTED = "[REDACTED]"
@@ -57,6 +59,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), REDACTED),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), REDACTED),
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    # The userinfo of a URL (``https://user:pass@host``): everything between ``://`` and the
+    # last ``@`` before the path, so a password holding an ``@`` or ``#`` goes whole.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/\"'<>]+@"), r"\1" + REDACTED + "@"),
 )
 
 #: Mapping keys whose values are credentials, matched on whole words of the key
@@ -168,6 +173,38 @@ def redact(obj: Any) -> Any:
     scrubbing many objects.
     """
     return Redactor().redact(obj)
+
+
+def restore(obj: Any, originals: Any) -> Any:
+    """``obj`` with every string that is the redacted form of a string found in ``originals``
+    put back as that original (containers copied). The inverse of :func:`redact` for the values
+    a process still holds: a record read back from disk (a plan's generator options) regains the
+    credential of the goal it came from; a string the process never held stays redacted."""
+    redactor = Redactor()
+    table: dict[str, str] = {}
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str):
+            if (shown := redactor.text(value)) != value:
+                table[shown] = value
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    def put_back(value: Any) -> Any:
+        if isinstance(value, str):
+            return table.get(value, value)
+        if isinstance(value, Mapping):
+            return {k: put_back(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [put_back(v) for v in value]
+        return value
+
+    collect(originals)
+    return put_back(obj) if table else obj
 
 
 class _Sink:

@@ -79,7 +79,11 @@ def run_dir(home: Path, run_id: str) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one.
+    Secrets (an API key's value, a URL's ``user:pass@``) are redacted: no record stores one."""
+    from .logs import redact
+
+    data = redact(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -240,7 +244,12 @@ class Loop:
             from forgemind_hookspecs import UserError
 
             raise UserError(f"no run {run_id!r} in {forge.home}")
-        loop = cls(forge, from_dict(Goal, data), run_id, reporter, on_event)
+        loop = cls(forge, _with_secrets(forge, from_dict(Goal, data), data), run_id, reporter, on_event)
+        if loop.state.get("status") == "finished":  # nothing to resume; run() returns the summary
+            # The same run.finished again (same id, so recorders that have it ignore it), in case
+            # the process died between state.json and the event: the registry then agrees.
+            loop._record("run.finished", payload={k: loop.state.get(k) for k in ("outcome", "reasons", "stable_checkpoint")})
+            return loop
         loop._record(
             "run.resumed",
             key=str(time.time_ns()),
@@ -664,8 +673,10 @@ class Loop:
         """A plan entry carries its generator's options (planners copy them from the goal's
         ``generate`` entry, so two entries of one backend keep theirs); an entry without any
         falls back to the goal's first entry of that backend."""
-        if gp.options:
-            return dict(gp.options)
+        if gp.options:  # read back from a record, redacted: the goal's values put back
+            from .logs import restore
+
+            return dict(restore(dict(gp.options), to_dict(self.goal)))
         choice = next((c for c in self.goal.generate if c.backend == gp.generator), None)
         return dict(choice.options) if choice is not None else {}
 
@@ -950,6 +961,22 @@ def _best_try(iterations: Sequence[Mapping[str, Any]], tier: str, canary_min: fl
 
 class _Stop(Exception):
     """Ends the run early with a reason (a limit was reached)."""
+
+
+def _with_secrets(forge: Any, goal: Goal, recorded: Mapping[str, Any]) -> Goal:
+    """The recorded goal of a resumed run, or, where the record had a secret redacted (a
+    ``base_url``'s ``user:pass@``), the goal read again from its file if that file still says
+    the same apart from the secret: the credential lives in the user's file, never in the run."""
+    from .logs import REDACTED, redact
+
+    if REDACTED not in json.dumps(recorded) or not goal.source or not Path(goal.source).is_file():
+        return goal
+    try:
+        fresh = forge.load_goal(goal.source)
+    except ForgeError:
+        return goal
+    same = json.loads(json.dumps(redact(to_dict(fresh)), default=str)) == dict(recorded)
+    return fresh if same else goal
 
 
 def _new_run_id(name: str) -> str:

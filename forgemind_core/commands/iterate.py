@@ -102,11 +102,21 @@ def _scores(side: dict[str, Any] | None) -> str:
 
 @click.command("sql")
 @click.argument("query")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop the query after this long (default 10; 0: no limit). It holds the registry "
+                   "while it runs: readers and the run's ingest wait for it.")
+@click.option("--max-rows", type=click.IntRange(min=0), help="Refuse a result of more rows (default 10000; 0: no cap).")
+@click.option("--memory-limit", metavar="SIZE", help="DuckDB's memory limit for the query (default 1GB), e.g. 4GB.")
 @json_option
 @pass_forge
-def sql_command(forge: Any, query: str, as_json: bool) -> None:
-    """Run one read-only SQL query over the registry (tables: docs/registry.md); writes are refused."""
-    rows = forge.sql(query)
+def sql_command(forge: Any, query: str, timeout_s: float | None, max_rows: int | None, memory_limit: str | None,
+                as_json: bool) -> None:
+    """Run one read-only SQL query over the registry (tables: docs/registry.md); writes are refused.
+
+    The query is bounded in time, rows and memory (options below); past a limit it is stopped
+    and the error says which limit to raise.
+    """
+    rows = forge.sql(query, timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit)
     if as_json:
         echo_json(rows)
         return

@@ -140,6 +140,11 @@ def review(forge: Any, run_id: str | None, approve_ids: tuple[str, ...], reject_
     """
     from forgemind_hookspecs import UserError
 
+    if run_id is not None:  # a mistyped RUN is an error, not an empty queue
+        details = forge.show(run_id)
+        if details is None:
+            raise UserError(f"no run {run_id!r} in the registry at {forge.home}")
+        run_id = details["run"]["id"]  # a unique prefix names the run, as in forge show
     acted: list[dict[str, Any]] = []
     for item in approve_ids:
         acted.append(forge.review(item, "approve", reason=reason, reviewer=reviewer))

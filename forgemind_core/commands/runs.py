@@ -83,9 +83,24 @@ def run(forge: Any, goal_file: Path, run_id: str | None, as_json: bool) -> None:
 @json_option
 @pass_forge
 def resume(forge: Any, run_id: str, as_json: bool) -> None:
-    """Resume a run from its last finished stage (nothing finished is redone or paid again)."""
+    """Resume a run from its last finished stage (nothing finished is redone or paid again).
+
+    A run that has finished already is left as it is: one line says so, exit code 0.
+    """
+    from forgemind_hookspecs import UserError
+
+    try:
+        finished = forge.status(run_id).get("status") == "finished"
+    except UserError:  # no state yet: forge.resume says whether the run exists
+        finished = False
     summary = forge.resume(run_id, reporter=_reporter(as_json))
-    _finish(summary, as_json)
+    if not finished:
+        _finish(summary, as_json)
+    elif as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"run {run_id} finished already ({summary.get('outcome')}): nothing to resume; "
+                   f"`forge show {run_id}` shows it, `forge fork {run_id}` starts a changed copy")
 
 
 @click.command()

@@ -12,6 +12,8 @@ import datetime as _dt
 import decimal
 import json
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,7 +23,13 @@ from forgemind_hookspecs import UserError
 
 from .store import connect, default_timeout
 
-__all__ = ["DuckDBRegistry"]
+__all__ = ["SQL_MAX_ROWS", "SQL_MEMORY_LIMIT", "SQL_TIMEOUT_S", "DuckDBRegistry"]
+
+#: ``sql()``'s default limits: it holds the registry's lock while it runs, so that every reader
+#: and the run's ingest wait on it; 10 s is the time they wait before giving up (store.py).
+SQL_TIMEOUT_S = 10.0
+SQL_MAX_ROWS = 10_000
+SQL_MEMORY_LIMIT = "1GB"
 
 _TIER_ORDER = {"canary": 0, "full": 1, "adversarial": 2}
 
@@ -333,11 +341,23 @@ class DuckDBRegistry:
 
     # --- SQL ----------------------------------------------------------------------------------
 
-    def sql(self, query: str) -> list[dict[str, Any]]:
+    def sql(
+        self,
+        query: str,
+        *,
+        timeout_s: float | None = SQL_TIMEOUT_S,
+        max_rows: int | None = SQL_MAX_ROWS,
+        memory_limit: str | None = SQL_MEMORY_LIMIT,
+    ) -> list[dict[str, Any]]:
         """Run one read-only query (SELECT, WITH ... SELECT, VALUES, ...) over the tables.
 
-        :raises UserError: the text is not exactly one SELECT statement, does not parse, or
-            fails (a missing table, a type error); DuckDB's message is kept.
+        The query holds the registry's lock while it runs, so it is bounded: DuckDB interrupts
+        it after ``timeout_s`` seconds, stops it past ``memory_limit`` (DuckDB's own setting,
+        e.g. ``"1GB"``), and it runs wrapped in ``LIMIT max_rows + 1`` so that a huge result is
+        never built. ``None`` (or 0) lifts a limit.
+
+        :raises UserError: the text is not exactly one SELECT statement, does not parse, fails
+            (a missing table, a type error; DuckDB's message is kept), or passes a limit.
         """
         import duckdb
 
@@ -356,16 +376,62 @@ class DuckDBRegistry:
                 f"the registry is read-only: only SELECT queries run here, not {statement_type.name}",
                 field="sql",
             )
-        with connect(self.home, timeout_s=self.timeout_s):
+        text = _body(query)
+        if max_rows:
+            text = f"SELECT * FROM (\n{text}\n) AS forgemind_sql LIMIT {int(max_rows) + 1}"
+        deadline = time.monotonic() + self.timeout_s  # one bounded wait for both connections
+        with connect(self.home, timeout_s=self.timeout_s, deadline=deadline):
             pass  # ingest pending journal lines before the read-only connection opens
-        with connect(self.home, timeout_s=self.timeout_s, read_only=True) as con:
+        with connect(self.home, timeout_s=self.timeout_s, read_only=True, deadline=deadline) as con:
+            timer = threading.Timer(timeout_s, con.interrupt) if timeout_s else None
             try:
-                cursor = con.execute(query)
+                con.execute("SET memory_limit = ?", [memory_limit]) if memory_limit else None
+            except duckdb.Error as error:
+                raise UserError(f"memory limit {memory_limit!r}: {_first_line(error)}", field="sql") from None
+            try:
+                if timer is not None:
+                    timer.start()
+                cursor = con.execute(text)
                 names = [d[0] for d in cursor.description]
                 values = cursor.fetchall()
+            except duckdb.InterruptException:
+                raise UserError(
+                    f"the query ran for more than {timeout_s:g} s and was stopped: narrow it, or raise "
+                    "the time limit (forge sql --timeout)",
+                    field="sql",
+                ) from None
+            except duckdb.OutOfMemoryException:
+                raise UserError(
+                    f"the query needed more than {memory_limit} of memory and was stopped: narrow it, or "
+                    "raise the limit (forge sql --memory-limit)",
+                    field="sql",
+                ) from None
             except duckdb.Error as error:
                 raise UserError(f"the query failed: {_first_line(error)}", field="sql") from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        if max_rows and len(values) > max_rows:
+            raise UserError(
+                f"the query returns more than {max_rows} rows: add a LIMIT, or raise the row cap "
+                "(forge sql --max-rows)",
+                field="sql",
+            )
         return [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in values]
+
+
+def _body(query: str) -> str:
+    """One statement's text without its trailing semicolons and comments (found by DuckDB's own
+    tokenizer, so a ``;`` inside a string or a comment is left alone), to run as a subquery."""
+    import duckdb
+
+    tokens = duckdb.tokenize(query)
+    end = 0
+    for i, (offset, kind) in enumerate(tokens):
+        stop = tokens[i + 1][0] if i + 1 < len(tokens) else len(query)
+        if kind != duckdb.token_type.comment and not query[offset:stop].lstrip().startswith(";"):
+            end = stop
+    return query[:end].rstrip()
 
 
 def _first_line(error: Exception) -> str:

@@ -112,20 +112,27 @@ def _open(path: Path, read_only: bool, deadline: float, timeout_s: float) -> Any
 
 @contextmanager
 def connect(
-    home: str | os.PathLike[str], *, timeout_s: float | None = None, read_only: bool = False
+    home: str | os.PathLike[str],
+    *,
+    timeout_s: float | None = None,
+    read_only: bool = False,
+    deadline: float | None = None,
 ) -> Iterator[Any]:
     """A DuckDB connection to ``home``'s registry, held only for the ``with`` block.
 
     A read-write connection migrates the schema and ingests pending journal lines first.
 
+    :param deadline: a ``time.monotonic()`` past which to stop waiting (default: ``timeout_s``
+        from now); an operation that opens the database twice passes one deadline to both, so
+        its whole wait stays within ``timeout_s``.
     :raises RegistryBusy: the database stayed locked for longer than ``timeout_s``.
     """
     timeout_s = default_timeout() if timeout_s is None else timeout_s
     path = db_path(home)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s if deadline is None else deadline
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = _process_lock(path)
-    if not lock.acquire(timeout=max(timeout_s, 0.001)):
+    if not lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
         raise _busy(path, timeout_s)
     try:
         if read_only and not path.exists():

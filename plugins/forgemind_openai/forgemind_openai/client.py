@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from attrs import Factory, frozen
+from attrs import Factory, field, frozen
 from forgemind_hookspecs import BudgetExceeded, ConfigError, StageContext, content_hash
 
 __all__ = [
@@ -80,6 +80,22 @@ def _prices_factory() -> dict[str, dict[str, float]]:
     return {}
 
 
+def _check_base_url(options: Any, attribute: Any, url: str | None) -> None:
+    """A base_url that cannot work fails at validation, not as 7 retried 'malformed' calls."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "http://h")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number (never quote it: it may be a password)
+    except ValueError:
+        raise ValueError("base_url has an invalid host or port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("base_url must be an http:// or https:// URL with a host")
+    if parts.username is not None and options.http_client == "aiohttp":
+        raise ValueError("base_url carries credentials (user:password@), which the aiohttp transport refuses to "
+                         "send with the API key: set http_client: httpx, or put the key in api_key_env")
+
+
 @frozen
 class ClientOptions:
     """Connection, limits, retries and prices shared by every backend of this plugin.
@@ -102,7 +118,7 @@ class ClientOptions:
     """
 
     model: str = "gpt-4o-mini"
-    base_url: str | None = None
+    base_url: str | None = field(default=None, validator=_check_base_url)
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 1.0
     max_tokens: int = 1024

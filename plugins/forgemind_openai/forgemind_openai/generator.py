@@ -238,7 +238,8 @@ class _Run:
         self.queue: asyncio.Queue[Example | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         self._error: BaseException | None = None
-        host = urlparse(self.opts.base_url).netloc if self.opts.base_url else "api.openai.com"
+        # the host and port only: a base_url's user:password@ never goes into example metadata
+        host = urlparse(self.opts.base_url).netloc.rpartition("@")[2] if self.opts.base_url else "api.openai.com"
         self.provider = host
         self.prompt_sha = content_hash(self.opts.prompt + (self.opts.system_prompt or ""), length=12)
         self.progress = ctx.progress(f"generate {self.opts.label or self.opts.model}", total=plan.count)
