@@ -177,10 +177,17 @@ def generate(forge: Any, checkpoint: str | Checkpoint, prompts: Sequence[str], *
     """One completion per prompt from ``checkpoint`` (a folder or a registry id): ``forge generate``."""
     from .trials import resolve_checkpoint
 
-    backend = forge.backend("runners", runner, runner_options)
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint), backend)
-    ctx = _ctx(forge, "generate", None)
-    return list(backend.generate(ckpt, list(prompts), ctx, max_new_tokens=max_new_tokens, temperature=temperature))
+    with _servers(forge) as servers:  # a runner_options server: started here, stopped on return
+        backend = servers.backend("runners", runner, runner_options)
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint), backend)
+        ctx = _ctx(forge, "generate", None)
+        return list(backend.generate(ckpt, list(prompts), ctx, max_new_tokens=max_new_tokens, temperature=temperature))
+
+
+def _servers(forge: Any) -> Any:
+    from .servers import ServerPool
+
+    return ServerPool(forge, context=lambda: _ctx(forge, "servers", None))
 
 
 class _EvalSetup:
@@ -197,7 +204,8 @@ class _EvalSetup:
             self.pack = load_pack(Path(pack))
         self.prompt_format = self.pack.prompt_format if self.pack is not None else (prompt_format or "{input}")
         self.default_scorer = scorer or ("label_match" if self.pack is not None and self.pack.labels else "exact_match")
-        self.runner = forge.backend("runners", runner, runner_options, field="runner")
+        self.servers = _servers(forge)  # closed by the caller once it is done with the runner
+        self.runner = self.servers.backend("runners", runner, runner_options, field="runner")
         self.ctx = _ctx(forge, "evaluate", None, progress, pack=self.pack)
 
     def cases(self, suite: str | os.PathLike[str] | Sequence[Mapping[str, Any]], tier: str) -> list[Any]:
@@ -239,8 +247,9 @@ def evaluate(forge: Any, checkpoint: str | Checkpoint, suite: str | os.PathLike[
 
     setup = _EvalSetup(forge, pack=pack, prompt_format=prompt_format, runner=runner,
                        runner_options=runner_options, scorer=scorer, progress=progress)
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint), setup.runner)
-    return setup.evaluate(ckpt, setup.cases(suite, tier), tier, max_new_tokens)
+    with setup.servers:
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(forge, str(checkpoint), setup.runner)
+        return setup.evaluate(ckpt, setup.cases(suite, tier), tier, max_new_tokens)
 
 
 def compare(forge: Any, checkpoints: Sequence[str], *,
@@ -268,9 +277,10 @@ def compare(forge: Any, checkpoints: Sequence[str], *,
     if suite is not None:
         setup = _EvalSetup(forge, pack=pack, prompt_format=prompt_format, runner=runner,
                            runner_options=runner_options, scorer=scorer, progress=progress)
-        cases = setup.cases(suite, tier)
-        for ckpt in resolved:
-            reports[ckpt.id] = {tier: setup.evaluate(ckpt, cases, tier, max_new_tokens)}
+        with setup.servers:
+            cases = setup.cases(suite, tier)
+            for ckpt in resolved:
+                reports[ckpt.id] = {tier: setup.evaluate(ckpt, cases, tier, max_new_tokens)}
     else:
         registry = forge.registry()
         for ckpt in resolved:

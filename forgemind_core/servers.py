@@ -74,18 +74,23 @@ class ServerPool:
                 field: str | None = None) -> Any:
         """Construct a backend as :meth:`Forge.backend` does; a ``server`` key in ``options``
         first starts (or reuses) that server and points the backend at it."""
+        return self.forge.backend(pillar, name, self.options(pillar, name, options, field=field), field=field)
+
+    def options(self, pillar: str, name: str, options: Mapping[str, Any] | None = None, *,
+                field: str | None = None) -> dict[str, Any]:
+        """``options`` as the backend is built with: a ``server`` key is replaced by the started
+        server's ``base_url``, served model name and ``client_defaults`` (for options left unset)."""
         own, spec = split_server(options or {})
         if spec is None:
-            return self.forge.backend(pillar, name, own, field=field)
+            return own
         info = self.forge.backend_info(pillar, name, field=field)
         problem = client_problem(info.cls.Options, own)
         if problem:
             raise ConfigError(problem, field=_join(field, SERVER_KEY))
         endpoint = self.endpoint(spec, str(own["model"]), field=_join(field, SERVER_KEY))
         fields = attrs.fields_dict(info.cls.Options)
-        served = {**{k: v for k, v in endpoint.client_defaults.items() if k in fields and k not in own},
-                  **own, "base_url": endpoint.base_url, "model": endpoint.model}
-        return info.cls(self.forge.build_options(info, served, field=field))
+        return {**{k: v for k, v in endpoint.client_defaults.items() if k in fields and k not in own},
+                **own, "base_url": endpoint.base_url, "model": endpoint.model}
 
     def endpoint(self, spec: Any, model: str, *, field: str | None = None) -> Endpoint:
         """The endpoint serving ``model`` as ``spec`` (``{backend: NAME, option: value}``) says,

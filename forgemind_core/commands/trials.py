@@ -158,16 +158,19 @@ def eval_command(forge: Any, checkpoint: str, suite_path: Path, as_json: bool, *
     """
     from forgemind_hookspecs import to_dict
 
+    from ..servers import ServerPool
     from ..trials import resolve_checkpoint
 
-    runner = forge.backend("runners", options["runner"], key_values(options["runner_option"], "runner-option"),
-                           field="runner")
-    ckpt = resolve_checkpoint(forge, checkpoint, runner)  # a runner may name what CHECKPOINT means (openai)
-    report = forge.evaluate(
-        ckpt,
-        suite_path,
-        **_eval_options(options, as_json),
-    )
+    with ServerPool(forge, context=lambda: forge.context(stage="servers")) as servers:  # a server= option
+        runner_options = servers.options("runners", options["runner"],
+                                         key_values(options["runner_option"], "runner-option"), field="runner")
+        runner = forge.backend("runners", options["runner"], runner_options, field="runner")
+        ckpt = resolve_checkpoint(forge, checkpoint, runner)  # a runner may name what CHECKPOINT means (openai)
+        report = forge.evaluate(
+            ckpt,
+            suite_path,
+            **{**_eval_options(options, as_json), "runner_options": runner_options},
+        )
     if as_json:
         echo_json({"checkpoint": to_dict(ckpt), "suite": str(suite_path), "report": to_dict(report)})
     else:

@@ -139,12 +139,13 @@ def test_a_missing_model_names_the_file_or_the_catalogue(tmp_path):
 
 
 def _forge(home):
+    import forgemind_duckdb_registry
     import forgemind_openai
 
     from forgemind_core import Forge
 
-    return Forge(home=home, entry_points=False,
-                 plugins=[("llamacpp", forgemind_llamacpp), ("openai", forgemind_openai)])
+    return Forge(home=home, entry_points=False, plugins=[
+        ("llamacpp", forgemind_llamacpp), ("openai", forgemind_openai), ("duckdb", forgemind_duckdb_registry)])
 
 
 @needs_llama
@@ -186,3 +187,40 @@ def test_an_unknown_server_backend_fails_validation_with_its_line(forge_home, tm
         """))
     errors = [str(e) for e in _forge(forge_home).validate_goal(goal)]
     assert errors == [f"{goal}:7: generate[0].server.backend: no server named 'llama'; installed: llamacpp"]
+
+
+@needs_llama
+def test_forge_eval_scores_a_served_gguf_and_stops_its_server(forge_home, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from forgemind_core.cli import build_cli
+
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text(json.dumps({"input": "What is the capital of France? Answer in one word.",
+                                 "expected": "Paris"}) + "\n")
+    result = CliRunner().invoke(build_cli(_forge(forge_home)), [
+        "eval", SMOLLM2, "--suite", str(suite), "--runner", "openai", "-o", f"model={SMOLLM2}",
+        "-o", 'server={"backend": "llamacpp", "n_ctx": 512, "port": 0}', "--scorer", "exact_match",
+        "--max-new-tokens", "12", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["report"]
+    assert len(report["results"]) == 1 and report["results"][0]["output"].strip()
+    [log] = (forge_home / "work").rglob("server.log")
+    text = log.read_text(errors="replace")
+    assert "Uvicorn running" in text
+    port = text.split("starting on port ", 1)[1].split()[0]
+    assert not _serving(port), "the server outlived forge eval"
+
+
+def _serving(port: str) -> bool:
+    """A forgemind_llamacpp server process on ``port`` is still running."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"forgemind_llamacpp._serve" in args and port.encode() in args and not _gone(int(cmdline.parent.name), 0):
+            return True
+    return False
