@@ -29,7 +29,7 @@ from forgemind_hookspecs.errors import ConfigError
 
 from . import engine
 
-__all__ = ["FrozenBottomCache", "decoder_layers", "label_loss", "make_loss", "top_layer_indices"]
+__all__ = ["FrozenBottomCache", "decoder_layers", "freeze_below", "label_loss", "linear_names", "make_loss", "top_layer_indices"]
 
 
 class _Pass(torch.nn.Module):
@@ -66,6 +66,27 @@ def top_layer_indices(total: int, train_layers: int) -> list[int]:
         raise ConfigError(f"train_layers is {train_layers}; this base has {total} decoder layers "
                           f"(0 trains them all)", field="train.train_layers")
     return list(range(total - (train_layers or total), total))
+
+
+def linear_names(model: torch.nn.Module) -> list[str]:
+    """The names of the linear layers inside the decoder layers (``q_proj``, ..., ``down_proj``):
+    what ``target_modules: all-linear`` means there, as the list peft needs with ``train_layers``."""
+    layers = _decoder(model).layers
+    return sorted({name.rsplit(".", 1)[-1] for name, module in layers.named_modules()
+                   if isinstance(module, torch.nn.Linear)})
+
+
+def freeze_below(model: torch.nn.Module, first: int) -> None:
+    """Full fine-tuning of the top layers: only decoder layers ``first`` and up and the final norm
+    keep ``requires_grad`` (embeddings and the head, often tied to them, are frozen too)."""
+    decoder = _decoder(model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for layer in list(decoder.layers)[first:]:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(True)
+    for parameter in decoder.norm.parameters():
+        parameter.requires_grad_(True)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from forgemind_hookspecs.errors import ConfigError, DataError, ForgeError, UserE
 from forgemind_hookspecs.records import Checkpoint, Estimate, Example, content_hash
 from forgemind_hookspecs.snapshots import read_snapshot
 
-from . import engine
+from . import engine, fastpath
 from .logs import log
 from .options import LATE_FIELDS, METHODS, TrainerOptions
 from .text import encode_example, use_chat
@@ -129,16 +129,26 @@ def load_for_training(
         model.train()
     else:
         model.to(device)
+    top: list[int] | None = None
+    if options.train_layers:
+        top = fastpath.top_layer_indices(fastpath.decoder_layers(model), options.train_layers)
     if method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
         targets = options.target_modules
+        if top is not None and isinstance(targets, str):
+            # peft takes layers_to_transform only with a list of module names
+            if targets != "all-linear":
+                raise ConfigError("train_layers needs target_modules as a list of module names or all-linear",
+                                  field="train.target_modules")
+            targets = fastpath.linear_names(model)
         config = LoraConfig(
             r=options.lora_r,
             lora_alpha=options.lora_alpha,
             lora_dropout=options.lora_dropout,
             target_modules=targets if isinstance(targets, str) else list(targets),
             task_type="CAUSAL_LM",
+            layers_to_transform=top,
         )
         torch.manual_seed(seed)  # adapter init is random: same request, same adapter
         try:
@@ -146,7 +156,24 @@ def load_for_training(
         except ValueError as error:
             raise ConfigError(f"LoRA cannot wrap this model: {error}", field="train.target_modules") from None
         model.train()
+    elif top is not None:  # full fine-tuning of the top layers (and the final norm) only
+        fastpath.freeze_below(model, top[0])
     return model
+
+
+def loss_for(model: Any, options: TrainerOptions, plan: _Plan, device: torch.device, bf16: bool,
+             *, cache: bool = True) -> Any:
+    """The fast path's loss for :func:`engine.train_loop` (``None``: transformers' own), with the
+    frozen bottom cached when ``train_layers`` and ``cache_frozen`` say so and one process trains."""
+    if options.head == "all" and not options.train_layers:
+        return None
+    total = fastpath.decoder_layers(model)
+    first = fastpath.top_layer_indices(total, options.train_layers)[0]
+    frozen = None
+    if cache and options.train_layers and options.cache_frozen and plan.world == 1:
+        frozen = fastpath.FrozenBottomCache(model, first, device, bf16)
+    return fastpath.make_loss(model, head=options.head, first_trainable=first, cache=frozen,
+                              members_at=plan.members)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,10 +235,13 @@ class _Plan:
             self._perm = {epoch: torch.randperm(len(self.sequences), generator=gen)}
         return self._perm[epoch][within * self.batch_size : (within + 1) * self.batch_size].tolist()
 
+    def members(self, step: int) -> list[int]:
+        """The indices of the examples this rank trains on at ``step`` (every world-th under DDP)."""
+        return self.indices(step)[self.rank :: self.world]
+
     def batch_at(self, step: int) -> engine.Packed:
-        """The step's examples packed; under DDP only this rank's share (every world-th example)."""
-        mine = self.indices(step)[self.rank :: self.world]
-        return engine.pack([self.sequences[i] for i in mine], self.capacity, self.pad_id)
+        """The step's examples packed; under DDP only this rank's share."""
+        return engine.pack([self.sequences[i] for i in self.members(step)], self.capacity, self.pad_id)
 
     def total_tokens(self) -> int:
         return sum(len(self.sequences[i][0]) for s in range(self.total_steps) for i in self.indices(s))
@@ -284,10 +314,17 @@ def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) 
     seconds_per_token: list[float] = []
     model.train()
 
+    # The fast path without its cache: every probe step pays the frozen bottom, so a cached run
+    # trains faster than estimated (epochs after the first skip it), never slower.
+    loss_fn = loss_for(model, options, plan, device, bf16, cache=False)
+
     def step(batch: engine.Packed) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
-                         labels=batch.labels.to(device), use_cache=False).loss
+            if loss_fn is not None:
+                loss = loss_fn(model, batch, 0, device)
+            else:
+                loss = model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
+                             labels=batch.labels.to(device), use_cache=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -367,7 +404,8 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         description=f"train {request.method}",
     )
     mode = engine.parallelism(world)
-    result = engine.train_loop(model, plan.batch_at, cfg, out / "checkpoints", ctx, device=device)
+    loss_fn = loss_for(model, options, plan, device, bf16)
+    result = engine.train_loop(model, plan.batch_at, cfg, out / "checkpoints", ctx, device=device, loss_fn=loss_fn)
     if mode == "fsdp":
         # The trained model is sharded over the ranks: gather it (every rank takes part) and give
         # rank 0 an ordinary, unsharded copy, so merging and saving below are the same code as ever.

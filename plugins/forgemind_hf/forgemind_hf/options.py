@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 from attrs import define, field, frozen
-from forgemind_hookspecs.bounds import FieldValueError, above, at_least, between
+from forgemind_hookspecs.bounds import FieldValueError, above, at_least, between, one_of
 from forgemind_hookspecs.errors import ConfigError
 
 __all__ = ["LATE_FIELDS", "METHODS", "PRESETS", "Preset", "RunnerOptions", "TrainerOptions", "merge_options", "preset"]
@@ -35,6 +35,12 @@ class TrainerOptions:
     base whose tokenizer has a template; never a base pre-trained here from scratch), ``raw`` never,
     ``chat`` always. ``system_prompt`` is the system message of that conversation (empty: the
     template's own default, if any). The runner reads both from the checkpoint's manifest.
+
+    The fast path (:mod:`forgemind_hf.fastpath`; each is exact, not an approximation): ``head:
+    labels`` runs the vocabulary head only where the next token is a label (``all``: everywhere,
+    transformers' own loss); ``train_layers: K`` puts LoRA adapters (full: trainable weights) in
+    the top K decoder layers only (0: all); ``cache_frozen`` (with ``train_layers``, one process)
+    runs the frozen bottom layers once per training sequence and reuses their output every epoch.
     """
 
     epochs: float = field(default=2.0, validator=above(0))
@@ -62,11 +68,15 @@ class TrainerOptions:
     log_every_steps: int = 1
     chat_format: str = "auto"
     system_prompt: str = ""
+    head: str = field(default="all", validator=one_of("all", "labels"))
+    train_layers: int = field(default=0, validator=at_least(0))
+    cache_frozen: bool = True
 
 
 #: Fields added after checkpoint ids were published: they enter a checkpoint's id only when set
 #: away from their default, so every checkpoint trained before them keeps its id.
-LATE_FIELDS: dict[str, Any] = {"chat_format": "auto", "system_prompt": ""}
+LATE_FIELDS: dict[str, Any] = {"chat_format": "auto", "system_prompt": "", "head": "all", "train_layers": 0,
+                               "cache_frozen": True}
 
 
 @define(frozen=True)

@@ -101,3 +101,47 @@ def test_train_layers_out_of_range_is_one_config_error() -> None:
     for bad in (-1, 31):
         with pytest.raises(ConfigError, match="30 decoder layers"):
             fastpath.top_layer_indices(30, bad)
+
+
+# The trainer with the fast path: the same loss curve as the plain path, and a checkpoint that
+# differs only where the options say so.
+
+
+def _train(tiny_base, stage_context, tmp_path, name: str, method: str = "lora", **fast):  # type: ignore[no-untyped-def]
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from forgemind_hf import HFTrainer
+    from hf_testutil import request, snippet_dataset
+
+    trainer = HFTrainer()
+    base = trainer.load_base(str(tiny_base), stage_context)
+    dataset = snippet_dataset(tmp_path / "ds", 48, seed=5)
+    return trainer.train(request(base, dataset, tmp_path / name, method=method, epochs=2, batch_size=8,
+                                 learning_rate=3e-3, **fast), stage_context)
+
+
+def test_trainer_fast_path_trains_the_same_curve_as_the_plain_path(tiny_base, stage_context, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plain = _train(tiny_base, stage_context, tmp_path, "plain", train_layers=1, cache_frozen=False)
+    fast = _train(tiny_base, stage_context, tmp_path, "fast", train_layers=1, head="labels")  # cache on
+    a, b = plain.manifest["loss_curve"], fast.manifest["loss_curve"]
+    assert len(a) == len(b) == 12
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-3, (a, b)
+    assert b[-1] < b[0]  # and it learns
+    assert plain.id != fast.id  # the options are part of what defines a checkpoint
+    # LoRA went into the top layer only (the tiny base has two)
+    from safetensors.torch import load_file
+
+    keys = list(load_file(f"{fast.path}/adapter_model.safetensors"))
+    assert keys and all(".layers.1." in k for k in keys), keys
+
+
+def test_full_fine_tuning_of_the_top_layers_leaves_the_rest_untouched(tiny_base, stage_context, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from safetensors.torch import load_file
+
+    ckpt = _train(tiny_base, stage_context, tmp_path, "full", method="full", train_layers=1, head="labels")
+    before, after = load_file(f"{tiny_base}/model.safetensors"), load_file(f"{ckpt.path}/model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("model.layers.1.", "model.norm.")) for k in changed), sorted(changed)
+    assert ckpt.manifest["trainable_parameters"] < sum(t.numel() for t in before.values())
