@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from forgemind_core.logs import REDACTED, Redactor, make_logger, redact
+from forgemind_core.logs import REDACTED, Redactor, make_logger, redact, restore
 
 SECRET = "secret1234567890abcdef"
 OPENAI_KEY = "sk-" + "A1b2C3d4" * 4
@@ -139,6 +139,29 @@ def test_redact_walks_containers_and_credential_keys() -> None:
     assert out["nested"] == {"api_key": REDACTED, "hfToken": REDACTED, "max_tokens": 5, "tokenizer": "t"}
     assert out["set"] == frozenset({REDACTED})
     assert data["list"][-1] == f"x {OPENAI_KEY}"  # the input is not modified
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:pass@host/v1", f"https://{REDACTED}@host/v1"),
+    ("http://tok3n@127.0.0.1:8000/v1", f"http://{REDACTED}@127.0.0.1:8000/v1"),
+    ("https://user:p@ss#w0rd@host:443/v1?x=1", f"https://{REDACTED}@host:443/v1?x=1"),
+    ("see postgres://me:pw@db/x, then", f"see postgres://{REDACTED}@db/x, then"),
+])
+def test_url_userinfo_is_redacted_whole(url: str, shown: str) -> None:
+    assert redact({"base_url": url}) == {"base_url": shown}
+
+
+def test_text_that_only_looks_like_userinfo_is_kept() -> None:
+    kept = ["mail bob@example.org", "https://host/path?email=a@b", "git@github.com:o/r.git"]
+    assert redact(kept) == kept
+
+
+def test_restore_puts_back_only_what_the_originals_held() -> None:
+    goal = {"generate": [{"options": {"base_url": "https://user:pass@host/v1", "model": "m"}}]}
+    record = redact({"options": {"base_url": "https://user:pass@host/v1"}, "other": "https://x:y@elsewhere/v1"})
+    back = restore(record, goal)
+    assert back == {"options": {"base_url": "https://user:pass@host/v1"}, "other": f"https://{REDACTED}@elsewhere/v1"}
+    assert restore({"a": "plain"}, goal) == {"a": "plain"}
 
 
 def test_objects_whose_text_leaks_are_replaced_by_their_scrubbed_text() -> None:
