@@ -451,7 +451,7 @@ class Forge:
         """Read-only SQL over the registry; any write is refused (UserError). The registry bounds
         the query (docs/registry.md: 10 s, 10,000 rows, 1GB by default); a limit given here
         replaces its default (0 lifts the time or row limit)."""
-        limits = {"timeout_s": timeout_s, "max_rows": max_rows, "memory_limit": memory_limit}
+        limits: dict[str, Any] = {"timeout_s": timeout_s, "max_rows": max_rows, "memory_limit": memory_limit}
         return self.registry().sql(query, **{k: v for k, v in limits.items() if v is not None})
 
     # --- exports (forgemind_core/exports.py) ------------------------------------------------------
