@@ -32,6 +32,7 @@ from forgemind_hookspecs import (
     StageContext,
     TaskPack,
     UnknownBackend,
+    UserError,
     collect_backends,
 )
 
@@ -186,7 +187,7 @@ class Forge:
 
         return load_goal(path, self.catalogue())
 
-    def validate_goal(self, path: str | os.PathLike[str]) -> list[ConfigError]:
+    def validate_goal(self, path: str | os.PathLike[str]) -> list[UserError]:
         """Every problem of a goal file, each naming file, line and field (empty = ok)."""
         from .goals import validate_goal
 

@@ -165,8 +165,8 @@ def _read_yaml(path: Path) -> Any:
         return YAML(typ="rt").load(text)
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"invalid YAML: {error.problem or error.context}", file=str(path), line=line) from None
+        at: int | None = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"invalid YAML: {error.problem or error.context}", file=str(path), line=at) from None
     except RecursionError:
         raise ConfigError("invalid YAML: nested too deeply", file=str(path)) from None
     except Exception as error:  # ruamel is third-party: a huge integer, an unreadable tag ...

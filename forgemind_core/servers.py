@@ -109,7 +109,7 @@ class ServerPool:
             described = {"backend": backend, "model": model, "options": server_options, "key": key}
             started = time.monotonic()
             try:
-                endpoint = server.start(model, ctx)
+                endpoint: Endpoint = server.start(model, ctx)
             except BaseException:  # a failed or interrupted start leaves no process behind
                 server.stop()
                 raise

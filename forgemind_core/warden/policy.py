@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 from cattrs.errors import BaseValidationError
-from forgemind_hookspecs.errors import ConfigError
+from forgemind_hookspecs.errors import ConfigError, UserError
 from forgemind_hookspecs.policy import Policy
 
 from ..goals import (
@@ -108,7 +108,7 @@ def _check(data: Mapping[str, Any], problems: _Problems) -> None:
                 problems.add((*path, i), f"expected 'prompt' or 'completion', got {name!r}")
 
 
-def _read(raw: bytes | str, display: str, source: str | None) -> tuple[Policy | None, list[ConfigError]]:
+def _read(raw: bytes | str, display: str, source: str | None) -> tuple[Policy | None, list[UserError]]:
     problems = _Problems(file=display)
     policy: Policy | None = None
     try:
@@ -140,14 +140,14 @@ def _read(raw: bytes | str, display: str, source: str | None) -> tuple[Policy | 
     return (policy if not errors else None), errors
 
 
-def _raise(errors: list[ConfigError]) -> None:
+def _raise(errors: list[UserError]) -> None:
     first = errors[0]
     for other in errors[1:]:
         first.add_note(str(other))
     raise first
 
 
-def validate_policy(path: str | os.PathLike[str]) -> list[ConfigError]:
+def validate_policy(path: str | os.PathLike[str]) -> list[UserError]:
     """Every problem of a policy file, in line order (empty: the file is fine)."""
     raw, error = _read_file(path)
     if error is not None or raw is None:
