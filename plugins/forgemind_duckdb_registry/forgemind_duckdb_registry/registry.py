@@ -522,9 +522,16 @@ def _datasets(con: Any, ids: list[str]) -> list[dict[str, Any]]:
 def _checkpoints(con: Any, ids: list[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    return _fetch(
+    rows = _fetch(
         con,
-        """SELECT id, run_id, iteration, stage, path, base_model, method, kind, dataset_id, parent
+        """SELECT id, run_id, iteration, stage, path, base_model, method, kind, dataset_id, parent,
+                  coalesce(json_extract_string(manifest, '$.license'),
+                           json_extract_string(manifest, '$.base_license')) AS license,
+                  coalesce(json_extract_string(manifest, '$.source_file'),
+                           json_extract_string(manifest, '$.base_source_file')) AS source_file
            FROM checkpoints WHERE list_contains(?, id) ORDER BY iteration, id""",
         [ids],
     )
+    # A pretrained base (and every model made from it) names its licence and source file; a base
+    # built here has neither, and its rows keep their old shape.
+    return [{k: v for k, v in row.items() if v is not None or k not in ("license", "source_file")} for row in rows]

@@ -248,3 +248,26 @@ def test_ingest_from_memory_equals_ingest_from_the_journal(tmp_path: Path) -> No
         assert plugin.DuckDBRegistry(a).sql(query) == plugin.DuckDBRegistry(b).sql(query), table
     (odd,) = plugin.DuckDBRegistry(b).events("run-z")
     assert odd["payload"]["source"]["generator"] == "g"
+
+
+def test_lineage_names_the_licence_and_source_of_a_pretrained_base(forge_home: Path) -> None:
+    """A GGUF base records its licence and source file; lineage shows them on the base and on
+    every checkpoint made from it, and a base built here keeps its rows unchanged."""
+    from forgemind_hookspecs import Checkpoint, to_dict
+
+    base = Checkpoint(id="base-gguf-1234", path="/h/cache/bases/gguf-1234/model", base_model="smollm2-135m-instruct",
+                      method="base", manifest={"license": "apache-2.0", "source_file": "/site/SmolLM2.gguf"})
+    ck = Checkpoint(id="ck-from-gguf", path="/h/ck", base_model="smollm2-135m-instruct", method="lora",
+                    kind="adapter", parent=base.id,
+                    manifest={"base_license": "apache-2.0", "base_source_file": "/site/SmolLM2.gguf"})
+    plain = Checkpoint(id="base-here", path="/h/base", base_model="pretrain:tiny", method="pretrain")
+    ev = Stream("run-g")
+    plugin.forgemind_record(events=[ev("checkpoint", {"checkpoint": to_dict(c)}, iteration=1, stage=stage)
+                                    for stage, c in [("base", base), ("train", ck), ("base", plain)]],
+                            home=str(forge_home))
+    registry = plugin.DuckDBRegistry(forge_home)
+    rows = {c["id"]: c for c in registry.lineage(ck.id)["checkpoints"]}
+    assert rows[ck.id]["license"] == rows[base.id]["license"] == "apache-2.0"
+    assert rows[ck.id]["source_file"] == rows[base.id]["source_file"] == "/site/SmolLM2.gguf"
+    here = {c["id"]: c for c in registry.lineage(plain.id)["checkpoints"]}[plain.id]
+    assert "license" not in here and "source_file" not in here
