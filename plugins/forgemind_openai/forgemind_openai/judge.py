@@ -51,6 +51,8 @@ class LLMJudge:
         :ivar rubric: overrides the task pack's ``rubric``.
         :ivar threshold: minimum score (0..1) to keep an example.
         :ivar on_error: ``drop`` (default) or ``keep`` an example the judge could not score.
+        :ivar generators: judge only examples made by these generator backends (e.g. ``[openai]``:
+            an LLM teacher's, not the templates'); the others are kept unjudged. Empty: judge all.
         """
 
         temperature: float = 0.0
@@ -58,6 +60,7 @@ class LLMJudge:
         rubric: str = ""
         threshold: float = 0.6
         on_error: Literal["drop", "keep"] = "drop"
+        generators: tuple[str, ...] = ()
 
     def __init__(self, options: LLMJudge.Options | None = None) -> None:
         self.options = options or self.Options()
@@ -86,13 +89,21 @@ class LLMJudge:
         :raises BudgetExceeded: when the budget ran out before every example was judged.
         """
         engine = LLMEngine(self.options, ctx, what="judge")
-        results = run_calls(engine, [self._body(engine, e, ctx) for e in examples])
+        only = self.options.generators
+        judged = [e for e in examples if not only or e.source.generator in only]
+        results = dict(zip((e.id for e in judged), run_calls(engine, [self._body(engine, e, ctx) for e in judged]),
+                           strict=True))
         if engine.budget_exhausted:
             raise BudgetExceeded(
                 f"llm_judge ({self.options.model}) ran out of budget before judging all "
-                f"{len(examples)} examples"
+                f"{len(judged)} examples"
             )
-        verdicts = [self._verdict(e, r) for e, r in zip(examples, results, strict=True)]
+        verdicts = [
+            self._verdict(e, results[e.id]) if e.id in results
+            else Verdict(e.id, self.name, True, rule="not_judged",
+                         reason=f"made by {e.source.generator}, not one of {', '.join(only)}")
+            for e in examples
+        ]
         ctx.emit("metric", {"name": "filter.llm_judge.cost_usd", "value": engine.cost_usd, "step": ctx.iteration})
         return verdicts
 

@@ -407,6 +407,26 @@ def test_llm_judge_keeps_by_threshold_and_records_reason(stage_context: StageCon
     assert verdicts[2].rule == "judge_error" and "not JSON" in verdicts[2].reason
 
 
+def test_llm_judge_screens_only_the_generators_it_is_told_to(stage_context: StageContext, pack: TaskPack) -> None:
+    """A teacher's examples are judged; the templates' are kept unjudged, with no request for them."""
+    from forgemind_hookspecs import Source
+
+    def script(body: dict[str, Any]) -> str:
+        return json.dumps({"score": 0.1, "reason": "rambling"})
+
+    teacher = [Example(prompt=f"llm ticket {i}", completion="safe", source=Source("openai")) for i in range(2)]
+    templated = [Example(prompt=f"template ticket {i}", completion="safe", source=Source("template")) for i in range(3)]
+    examples = [teacher[0], *templated, teacher[1]]
+    with FakeOpenAIServer(script) as server:
+        judge = LLMJudge(LLMJudge.Options(base_url=server.base_url, model="judge", generators=("openai",), **FAST))
+        verdicts = judge.filter(examples, ctx_for(stage_context, pack))
+        asked = [b["messages"][-1]["content"] for b in server.requests]
+    assert [v.example_id for v in verdicts] == [e.id for e in examples]
+    assert [v.keep for v in verdicts] == [False, True, True, True, False]
+    assert {v.rule for v in verdicts[1:4]} == {"not_judged"} and "made by template" in verdicts[1].reason
+    assert len(asked) == 2 and all("llm ticket" in text for text in asked)
+
+
 def test_adversary_writes_traceable_adversarial_cases(stage_context: StageContext, pack: TaskPack) -> None:
     cases = [EvalCase(input="x = 1", expected="safe", category="safe", checker="label_match"),
              EvalCase(input="q = f'select {a}'", expected="sql_injection", category="sql_injection")]
