@@ -98,10 +98,10 @@ def _variant(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def _baseline(base: Any, dataset: Any, examples: list[Any], hyper: dict[str, Any], out: Path,
               bf16: bool) -> tuple[float, int, Any]:
     """A plain transformers Trainer + peft script: padding collator, LoRA on every layer."""
-    import torch
     from forgemind_hf.text import encode_example
     from forgemind_hookspecs import Checkpoint
     from peft import LoraConfig, get_peft_model
+    from train_bench import padding_collator  # the same baseline collator as the tiny-model bench
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     tokenizer = AutoTokenizer.from_pretrained(base.path)
@@ -111,15 +111,7 @@ def _baseline(base: Any, dataset: Any, examples: list[Any], hyper: dict[str, Any
         features.append({"input_ids": ids, "labels": labels})
     tokens = int(sum(len(f["input_ids"]) for f in features) * hyper["epochs"])
 
-    def collate(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, f in enumerate(batch):
-            n = len(f["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    collate = padding_collator(tokenizer.pad_token_id)
 
     model = AutoModelForCausalLM.from_pretrained(base.path)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",

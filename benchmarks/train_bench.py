@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-__all__ = ["main"]
+__all__ = ["main", "padding_collator"]
 
 
 def _snippets(n: int, seed: int) -> list[dict[str, str]]:
@@ -87,10 +87,27 @@ def _heldout_loss(model: Any, tokenizer: Any, rows: list[dict[str, str]], bf16: 
     return total / count
 
 
+def padding_collator(pad_id: int) -> Any:
+    """The plain baseline's collator: each batch right-padded to its longest example (labels -100
+    and attention mask 0 on the padding), as a transformers ``Trainer`` script writes it."""
+    import torch
+
+    def collate(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in batch)
+        ids = torch.full((len(batch), width), pad_id)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, f in enumerate(batch):
+            n = len(f["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
+
+
 def _run_baseline(base: Path, rows: list[dict[str, str]], args: argparse.Namespace, bf16: bool,
                   out: Path) -> dict[str, Any]:
     """A plain transformers Trainer script: default padding collator, same hyper-parameters."""
-    import torch
     from forgemind_hf.text import encode_example
     from forgemind_hookspecs import Example
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
@@ -102,15 +119,7 @@ def _run_baseline(base: Path, rows: list[dict[str, str]], args: argparse.Namespa
         features.append({"input_ids": ids, "labels": labels})
     real_tokens = sum(len(f["input_ids"]) for f in features) * args.epochs
 
-    def collate(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, f in enumerate(batch):
-            n = len(f["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    collate = padding_collator(tokenizer.pad_token_id)
 
     model = AutoModelForCausalLM.from_pretrained(base)
     targs = TrainingArguments(
