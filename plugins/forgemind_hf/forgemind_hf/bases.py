@@ -94,13 +94,11 @@ def located(checkpoint: Checkpoint, folder: Path) -> Checkpoint:
     """``checkpoint`` (read from ``folder/manifest.json``) with its path where its files are now.
 
     A manifest written under a relative home (``.forgemind/cache/...``, before paths were made
-    absolute) or a home that was moved would otherwise point elsewhere: the files beside the
-    manifest are the truth.
+    absolute), or in a home that was moved or copied, would otherwise point elsewhere (a copy at
+    the original, which may change or go): the files beside the manifest are the truth.
     """
     folder = folder.resolve()
     stored = Path(checkpoint.path)
-    if stored.is_absolute() and stored.exists():
-        return checkpoint
     for candidate in (folder, folder / stored.name):
         if (candidate / "config.json").is_file() or (candidate / "adapter_config.json").is_file():
             return attrs.evolve(checkpoint, path=str(candidate))

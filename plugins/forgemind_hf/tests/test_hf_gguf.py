@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def smollm2(home: Path) -> Iterator[object]:
 
 
 @needs_smollm2
-def test_a_catalogue_name_is_converted_once_into_the_cache(smollm2: object, home: Path,
+def test_a_catalogue_name_is_converted_once_into_the_cache(smollm2: object, home: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     base = smollm2
     gguf = find_shipped_model(NAME)
@@ -99,6 +100,11 @@ def test_a_catalogue_name_is_converted_once_into_the_cache(smollm2: object, home
     assert by_path.manifest["license"] == "apache-2.0"  # from the GGUF's general.license metadata
     by_folder = HFTrainer().load_base(str(folder), ctx)  # the cached folder itself is a base too
     assert by_folder.id == base.id and by_folder.manifest["source_sha256"] == sha
+    # a copied home reads its own copy, not the original it was copied from (which may change or go)
+    copy_home = tmp_path / "copy-home"
+    shutil.copytree(folder, copy_home / "cache" / "bases" / folder.name)
+    copied = HFTrainer().load_base(NAME, _context(copy_home))
+    assert copied.id == base.id and copied.path == str((copy_home / "cache" / "bases" / folder.name).resolve())
 
 
 @needs_smollm2
