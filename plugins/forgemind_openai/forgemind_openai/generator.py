@@ -100,7 +100,8 @@ class OpenAIGenerator:
         """Generator settings (see :class:`~forgemind_openai.client.ClientOptions` for the rest).
 
         :ivar examples_per_call: examples asked for in one request.
-        :ivar system_prompt: overrides the task pack's ``system_prompt``.
+        :ivar system_prompt: the system message (default :data:`DEFAULT_SYSTEM_PROMPT`; the
+            task pack's ``system_prompt`` is the trained model's, not the teacher's).
         :ivar prompt: the user message; placeholders ``{task}``, ``{category}``,
             ``{description}``, ``{instruction}``, ``{n}``, ``{format_hint}``.
         :ivar instructions: ``{template id or category: instruction}`` overriding the pack's.
@@ -166,18 +167,23 @@ class OpenAIGenerator:
             "format_hint": hint,
         }
         user = self.options.prompt.format_map(values)
-        system = self.options.system_prompt or (pack.system_prompt if pack else "") or DEFAULT_SYSTEM_PROMPT
+        # not the pack's system_prompt: that is the trained model's instruction ("answer with the
+        # one queue"), and a teacher given it answers as the model would (SmolLM2: empty lists)
+        system = self.options.system_prompt or DEFAULT_SYSTEM_PROMPT
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     @staticmethod
-    def _schema(labelled: bool) -> dict[str, Any]:
+    def _schema(labelled: bool, n: int = 0) -> dict[str, Any]:
+        """The answer's JSON schema; with ``n``, the list holds 1 to ``n`` items (a grammar-
+        constrained small model otherwise closes the list at once: ``{"examples": []}``)."""
         props: dict[str, Any] = {"input": {"type": "string"}}
         if not labelled:
             props["output"] = {"type": "string"}
         item = {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
         return {
             "type": "object",
-            "properties": {"examples": {"type": "array", "items": item}},
+            "properties": {"examples": {"type": "array", "items": item,
+                                        **({"minItems": 1, "maxItems": n} if n > 0 else {})}},
             "required": ["examples"],
             "additionalProperties": False,
         }
@@ -307,7 +313,7 @@ class _Run:
         labelled = c is not None and c in self.labels
         seed = int(content_hash([self.ctx.seed, c, t.id, index, n], length=8), 16)
         body = self.engine.request(
-            self._messages(t, n, labelled), schema=OpenAIGenerator._schema(labelled),
+            self._messages(t, n, labelled), schema=OpenAIGenerator._schema(labelled, n),
             schema_name="examples", seed=seed,
         )
         try:

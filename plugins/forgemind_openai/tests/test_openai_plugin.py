@@ -29,6 +29,7 @@ from forgemind_hookspecs import (
     make_plugin_manager,
 )
 from forgemind_openai import LLMJudge, OpenAIAdversary, OpenAIGenerator
+from forgemind_openai.generator import DEFAULT_SYSTEM_PROMPT
 from forgemind_openai.client import ResponseCache, estimate_prompt_tokens, new_event_loop
 from forgemind_openai.testing import FakeOpenAIServer, Fault, examples_script
 
@@ -93,7 +94,10 @@ def test_count_weights_and_sources(llm_server: FakeOpenAIServer, stage_context: 
         assert e.source.tokens > 0
     body = llm_server.requests[0]
     assert body["response_format"]["type"] == "json_schema"
-    assert body["messages"][0]["content"] == "You write Python snippets."
+    # the teacher writes data under its own system message, not the trained model's (the pack's)
+    assert body["messages"][0]["content"] == DEFAULT_SYSTEM_PROMPT != pack.system_prompt
+    items = body["response_format"]["json_schema"]["schema"]["properties"]["examples"]
+    assert (items["minItems"], items["maxItems"]) == (1, 3)  # 1..examples_per_call: no empty list
     metrics = {p["name"]: p["value"] for k, p in emitted if k == "metric"}
     assert metrics["generate.examples"] == 10 and metrics["generate.calls"] == llm_server.total_requests
 
