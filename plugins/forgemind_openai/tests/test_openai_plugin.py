@@ -29,8 +29,8 @@ from forgemind_hookspecs import (
     make_plugin_manager,
 )
 from forgemind_openai import LLMJudge, OpenAIAdversary, OpenAIGenerator
-from forgemind_openai.generator import DEFAULT_SYSTEM_PROMPT
 from forgemind_openai.client import ResponseCache, estimate_prompt_tokens, new_event_loop
+from forgemind_openai.generator import DEFAULT_SYSTEM_PROMPT
 from forgemind_openai.testing import FakeOpenAIServer, Fault, examples_script
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
