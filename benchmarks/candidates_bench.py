@@ -20,7 +20,7 @@ import time
 
 from forgemind_hookspecs import StageContext
 
-from forgemind_core.builtins.brain import LocalExecutor
+from forgemind_core.brain.planners import LocalExecutor
 
 
 def train_candidate(job: tuple[int, float, int]) -> dict[str, float]:

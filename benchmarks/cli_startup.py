@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     bare = timed([sys.executable, "-c", "pass"], args.repeat)
-    helper = [sys.executable, "-c", "from forgemind_core.cli import main; main(['--help'])"]
+    helper = [sys.executable, "-c", "from forgemind_core.cli.main import main; main(['--help'])"]
     forge = timed(helper, args.repeat)
-    probe = ("import sys, forgemind_core.cli as c; c.build_cli(); "
+    probe = ("import sys, forgemind_core.cli.main as c; c.build_cli(); "
              f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     result = {

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 from forgemind_hookspecs import EvalCase, Example, StageContext
 
-from forgemind_core.builtins.filters import Dedupe
+from forgemind_core.foundry.filters import Dedupe
 
 WORDS = [f"w{i}" for i in range(5000)] + ["(", ")", "=", ":", "return", "def", "if", "for", "in", "."]
 

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from forgemind_hookspecs import Example, StageContext
 
-from forgemind_core.builtins.filters import Rules
+from forgemind_core.foundry.filters import Rules
 from forgemind_core.warden.policy import parse_policy
 from forgemind_core.warden.safety import SafetyFilter
 

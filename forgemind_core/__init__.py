@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from forgemind_core.base import VERSION as __version__
 
 __all__ = ["Forge", "__version__"]
 
 if TYPE_CHECKING:
-    from .api import Forge
+    from forgemind_core.api import Forge
 
 
 def __getattr__(name: str) -> Any:
     if name == "Forge":
-        from .api import Forge
+        from forgemind_core.api import Forge
 
         return Forge
     raise AttributeError(name)

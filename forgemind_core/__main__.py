@@ -1,5 +1,5 @@
 """``python -m forgemind_core`` runs the ``forge`` CLI."""
 
-from .cli import main
+from forgemind_core.cli.main import main
 
 main()

@@ -133,7 +133,7 @@ def train_request(forge: Any, base: str, data: str | os.PathLike[str], *, format
 def _base(forge: Any, backend: Any, base: str, ctx: Any) -> Checkpoint:
     """A base named by folder, by checkpoint id in the registry, or as the trainer understands it."""
     if base != "pretrain" and not Path(base).exists():
-        from .trials import resolve_checkpoint
+        from forgemind_core.trials.tiers import resolve_checkpoint
 
         try:
             return resolve_checkpoint(forge, base)
@@ -142,7 +142,7 @@ def _base(forge: Any, backend: Any, base: str, ctx: Any) -> Checkpoint:
         except Exception:  # the registry may be missing or busy: let the trainer try the name
             pass
     elif Path(base).is_dir() and (Path(base) / "manifest.json").is_file():
-        from .trials import resolve_checkpoint
+        from forgemind_core.trials.tiers import resolve_checkpoint
 
         return resolve_checkpoint(forge, base)
     return backend.load_base(base, ctx)  # type: ignore[no-any-return]
@@ -175,7 +175,7 @@ def generate(forge: Any, checkpoint: str | Checkpoint, prompts: Sequence[str], *
              runner_options: Mapping[str, Any] | None = None, max_new_tokens: int = 64,
              temperature: float = 0.0) -> list[str]:
     """One completion per prompt from ``checkpoint`` (a folder or a registry id): ``forge generate``."""
-    from .trials import resolve_checkpoint
+    from forgemind_core.trials.tiers import resolve_checkpoint
 
     with _servers(forge) as servers:  # a runner_options server: started here, stopped on return
         backend = servers.backend("runners", runner, runner_options)
@@ -185,7 +185,7 @@ def generate(forge: Any, checkpoint: str | Checkpoint, prompts: Sequence[str], *
 
 
 def _servers(forge: Any) -> Any:
-    from .servers import ServerPool
+    from forgemind_core.base.servers import ServerPool
 
     return ServerPool(forge, context=lambda: _ctx(forge, "servers", None))
 
@@ -199,7 +199,7 @@ class _EvalSetup:
         self.forge = forge
         self.pack = None
         if pack is not None:
-            from .packs import load_pack
+            from forgemind_core.foundry.packs import load_pack
 
             self.pack = load_pack(Path(pack))
         self.prompt_format = self.pack.prompt_format if self.pack is not None else (prompt_format or "{input}")
@@ -211,7 +211,7 @@ class _EvalSetup:
     def cases(self, suite: str | os.PathLike[str] | Sequence[Mapping[str, Any]], tier: str) -> list[Any]:
         from forgemind_hookspecs import EvalCase
 
-        from .packs import load_suite
+        from forgemind_core.foundry.packs import load_suite
 
         if isinstance(suite, (str, os.PathLike)):
             return load_suite(Path(suite), tier, labels=self.pack.labels if self.pack is not None else ())
@@ -226,7 +226,7 @@ class _EvalSetup:
         return cases
 
     def evaluate(self, checkpoint: Checkpoint, cases: Sequence[Any], tier: str, max_new_tokens: int) -> EvalReport:
-        from .trials import evaluate_checkpoint
+        from forgemind_core.trials.tiers import evaluate_checkpoint
 
         names = {self.default_scorer} | {c.checker for c in cases if c.checker}
         scorers = {name: self.forge.backend("scorers", name, None, field="checker") for name in sorted(names)}
@@ -243,7 +243,7 @@ def evaluate(forge: Any, checkpoint: str | Checkpoint, suite: str | os.PathLike[
              pack: str | os.PathLike[str] | None = None, prompt_format: str | None = None,
              scorer: str | None = None, max_new_tokens: int = 64, progress: Any = None) -> EvalReport:
     """Score a checkpoint on a suite file or on typed cases (``[{"input", "expected"?}]``): ``forge eval``."""
-    from .trials import resolve_checkpoint
+    from forgemind_core.trials.tiers import resolve_checkpoint
 
     setup = _EvalSetup(forge, pack=pack, prompt_format=prompt_format, runner=runner,
                        runner_options=runner_options, scorer=scorer, progress=progress)
@@ -262,8 +262,8 @@ def compare(forge: Any, checkpoints: Sequence[str], *,
     Without ``suite`` the reports their runs recorded are used; with one (a file or typed cases)
     each checkpoint is evaluated on it now.
     """
-    from .compare import compare_reports, load_recorded_reports
-    from .trials import resolve_checkpoint
+    from forgemind_core.trials.compare import compare_reports, load_recorded_reports
+    from forgemind_core.trials.tiers import resolve_checkpoint
 
     if len(checkpoints) < 2:
         raise UserError("compare needs at least two checkpoints", field="checkpoints")

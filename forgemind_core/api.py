@@ -36,7 +36,7 @@ from forgemind_hookspecs import (
     collect_backends,
 )
 
-from .plugins import LoadedPlugins, PluginRecord, load_plugins
+from forgemind_core.base.plugins import LoadedPlugins, PluginRecord, load_plugins
 
 __all__ = ["HOME_ENV", "Forge", "default_home"]
 
@@ -157,7 +157,7 @@ class Forge:
         return info.cls(self.build_options(info, options or {}, field=field))
 
     def backend_info(self, pillar: str, name: str, *, field: str | None = None) -> BackendInfo:
-        from .options import unknown_backend_message
+        from forgemind_core.base.options import unknown_backend_message
 
         available = self.catalogue().get(pillar, {})
         if name not in available:
@@ -167,7 +167,7 @@ class Forge:
     @staticmethod
     def build_options(info: BackendInfo, options: Mapping[str, Any], *, field: str | None = None) -> Any:
         """Structure a plain dict into ``info.cls.Options`` (unknown keys are errors)."""
-        from .options import BACKEND_NOUN, structure_options
+        from forgemind_core.base.options import BACKEND_NOUN, structure_options
 
         try:
             return structure_options(info.cls.Options, options)
@@ -183,13 +183,13 @@ class Forge:
 
     def load_goal(self, path: str | os.PathLike[str]) -> Goal:
         """Read and validate a goal file against this kernel's backends."""
-        from .goals import load_goal
+        from forgemind_core.brain.goals import load_goal
 
         return load_goal(path, self.catalogue())
 
     def validate_goal(self, path: str | os.PathLike[str]) -> list[UserError]:
         """Every problem of a goal file, each naming file, line and field (empty = ok)."""
-        from .goals import validate_goal
+        from forgemind_core.brain.goals import validate_goal
 
         return validate_goal(path, self.catalogue())
 
@@ -197,7 +197,7 @@ class Forge:
         """The goal's task pack, if it names one."""
         if goal.pack is None:
             return None
-        from .packs import load_pack
+        from forgemind_core.foundry.packs import load_pack
 
         return load_pack(goal.pack)
 
@@ -217,7 +217,7 @@ class Forge:
 
     def context(self, **fields: Any) -> StageContext:
         """A :class:`StageContext` rooted in this kernel's home (for work outside a run)."""
-        from .logs import make_logger
+        from forgemind_core.base.logs import make_logger
 
         fields.setdefault("home", self.home)
         fields.setdefault("work_dir", self.home / "work" / str(fields.get("run_id", "adhoc")))
@@ -225,7 +225,7 @@ class Forge:
         fields.setdefault("log", make_logger(console=False))
         return StageContext(**fields)
 
-    # --- outside a run, and in the background (forgemind_core.adhoc, forgemind_core.jobs) -------
+    # --- outside a run, and in the background (forgemind_core.adhoc, forgemind_core.brain.jobs) -------
 
     def pretrain(self, corpus: str | os.PathLike[str], *, preset: str = "tiny", options: Mapping[str, Any] | None = None,
                  trainer: str = "hf", on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
@@ -235,7 +235,7 @@ class Forge:
         ``options`` override the preset (``steps``, ``tokens``, ``batch_size``, ``learning_rate``, ...);
         ``on_event(kind, payload)`` receives the trainer's metrics (``train.loss`` per step).
         """
-        from .adhoc import pretrain
+        from forgemind_core.adhoc import pretrain
 
         return pretrain(self, str(corpus), preset=preset, options=options, trainer=trainer,
                         on_event=on_event, progress=progress)
@@ -247,51 +247,51 @@ class Forge:
         ``hyperparameters``, ``out``, ``seed``, ``trainer``, ``on_event``, ``progress``. The same
         request again resumes from its last checkpoint. Returns the Checkpoint.
         """
-        from .adhoc import train
+        from forgemind_core.adhoc import train
 
         return train(self, base, data, **kwargs)
 
     def estimate(self, base: str, data: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Tokens, steps, seconds and cost of :meth:`train` with the same arguments (``forge estimate``)."""
-        from .adhoc import estimate
+        from forgemind_core.adhoc import estimate
 
         return estimate(self, base, data, **kwargs)
 
     def generate(self, checkpoint: Any, prompts: Sequence[str], **kwargs: Any) -> list[str]:
         """Completions from a checkpoint (``forge generate``): ``runner``, ``max_new_tokens``, ``temperature``."""
-        from .adhoc import generate
+        from forgemind_core.adhoc import generate
 
         return generate(self, checkpoint, prompts, **kwargs)
 
     def validate_data(self, path: str | os.PathLike[str], *, format: str | None = None,
                       columns: Mapping[str, str] | None = None) -> list[Any]:
         """Every bad row of a data file as a DataError (``forge validate --data``); empty = valid."""
-        from .adhoc import validate_data
+        from forgemind_core.adhoc import validate_data
 
         return validate_data(path, format=format, columns=columns)
 
     def preview_data(self, path: str | os.PathLike[str], *, format: str | None = None,
                      columns: Mapping[str, str] | None = None, limit: int = 50) -> dict[str, Any]:
         """A data file's problems (one per bad row) and its first ``limit`` rows as read."""
-        from .adhoc import preview_data
+        from forgemind_core.adhoc import preview_data
 
         return preview_data(path, format=format, columns=columns, limit=limit)
 
     def evaluate(self, checkpoint: Any, suite: Any, **kwargs: Any) -> Any:
         """Score a checkpoint on a suite file or typed cases (``forge eval``); returns an EvalReport."""
-        from .adhoc import evaluate
+        from forgemind_core.adhoc import evaluate
 
         return evaluate(self, checkpoint, suite, **kwargs)
 
     def compare(self, checkpoints: Sequence[str], **kwargs: Any) -> dict[str, Any]:
         """Checkpoints side by side, regressions first (``forge compare``); ``suite=`` evaluates now."""
-        from .adhoc import compare
+        from forgemind_core.adhoc import compare
 
         return compare(self, checkpoints, **kwargs)
 
     def checkpoints(self) -> list[dict[str, Any]]:
         """Every checkpoint of this home: recorded by runs, fine-tuned or pre-trained outside one."""
-        from .adhoc import list_checkpoints
+        from forgemind_core.adhoc import list_checkpoints
 
         return list_checkpoints(self)
 
@@ -299,19 +299,19 @@ class Forge:
         """Start a background job (``run``, ``resume``, ``pretrain``, ``train``, ...: the method of
         that name with ``params``) and return its id at once; follow it with :meth:`job`.
         ``detach=True`` runs it in its own process (``forge jobs submit``), else in a thread."""
-        from .jobs import submit
+        from forgemind_core.brain.jobs import submit
 
         return submit(self, kind, params, detach=detach)
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every background job of this home, newest first (``forge jobs``)."""
-        from .jobs import list_jobs
+        from forgemind_core.brain.jobs import list_jobs
 
         return list_jobs(self.home)
 
     def job(self, job_id: str, *, events: bool = True) -> dict[str, Any]:
         """A job's state, progress, events and log, read from its folder (``forge jobs show``)."""
-        from .jobs import read_job
+        from forgemind_core.brain.jobs import read_job
 
         return read_job(self.home, job_id, events=events)
 
@@ -332,7 +332,7 @@ class Forge:
         :param reporter: receives live progress (default: silent); the CLI passes a rich one.
         :param on_event: called with every event recorded, after the recorders.
         """
-        from .loop import Loop
+        from forgemind_core.brain.loop import Loop
 
         if not isinstance(goal, Goal):
             goal = self.load_goal(goal)
@@ -340,13 +340,13 @@ class Forge:
 
     def resume(self, run_id: str, *, reporter: Any = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
         """Resume a run from its last finished stage; finished work is not redone or paid again."""
-        from .loop import Loop
+        from forgemind_core.brain.loop import Loop
 
         return Loop.resume(self, run_id, reporter=reporter, on_event=on_event).run()
 
     def status(self, run_id: str) -> dict[str, Any]:
         """A run's state from its own folder (works while the run is writing)."""
-        from .loop import read_status
+        from forgemind_core.brain.loop import read_status
 
         return read_status(self.home, run_id)
 
@@ -364,7 +364,7 @@ class Forge:
     def load_policy(self, path: str | os.PathLike[str]) -> Any:
         """Read and validate a policy file (:class:`forgemind_hookspecs.Policy`); ConfigError
         naming file, line and field on a mistake."""
-        from .warden.policy import load_policy
+        from forgemind_core.warden.policy import load_policy
 
         return load_policy(path)
 
@@ -372,7 +372,7 @@ class Forge:
                      subject_kind: str | None = None) -> list[dict[str, Any]]:
         """Review items, oldest first (``status``: ``pending``, ``decided`` or ``None`` for all;
         ``subject_kind``: ``example`` or ``promotion``), each with scores, reasons and decision."""
-        from .warden.review import queue
+        from forgemind_core.warden.review import queue
 
         return queue(self, run_id, status=status, subject_kind=subject_kind)
 
@@ -380,36 +380,36 @@ class Forge:
                edit: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Decide a review item: ``approve``, ``reject``, ``edit`` (``edit={"completion": ...}``) or
         ``skip``; recorded with the reviewer (default ``$USER``) and the time."""
-        from .warden.review import decide
+        from forgemind_core.warden.review import decide
 
         return decide(self, item_id, decision, reason=reason, reviewer=reviewer, edit=edit)
 
     def approve(self, checkpoint: str, reviewer: str | None = None, reason: str = "") -> dict[str, Any]:
         """Approve a candidate checkpoint's promotion (policy ``approval_required``): records the
         approval (reviewer, time), then promotes it to the stable channel."""
-        from .warden.review import approve
+        from forgemind_core.warden.review import approve
 
         return approve(self, checkpoint, reviewer=reviewer, reason=reason)
 
     def export_reviews(self, path: str | os.PathLike[str], run_id: str | None = None) -> int:
         """Write the pending review items as JSONL for review in other tools; returns how many."""
-        from .warden.review import export_queue
+        from forgemind_core.warden.review import export_queue
 
         return export_queue(self, path, run_id)
 
     def import_reviews(self, path: str | os.PathLike[str], reviewer: str | None = None) -> list[dict[str, Any]]:
         """Record the decisions of a JSONL file (as written by :meth:`export_reviews`, each line's
         ``decision`` filled in); every line is checked before any is recorded."""
-        from .warden.review import import_decisions
+        from forgemind_core.warden.review import import_decisions
 
         return import_decisions(self, path, reviewer=reviewer)
 
-    # --- iteration tools: load, fork, branches, diff, SQL (forgemind_core/forks.py) --------------
+    # --- iteration tools: load, fork, branches, diff, SQL (forgemind_core/brain/forks.py) --------------
 
     def config(self, run_id: str, iteration: int | None = None) -> str:
         """The goal file (YAML) that produced a run, or one iteration of it (its recorded plans
         pinned with the ``replay`` planner); it runs again as is with ``forge run``."""
-        from .forks import config_yaml
+        from forgemind_core.brain.forks import config_yaml
 
         return config_yaml(self.home, run_id, iteration)
 
@@ -429,7 +429,7 @@ class Forge:
         changes only ``overrides`` (dotted goal keys: ``{"train.epochs": 3}``); only the stages
         those settings affect run again. Returns the fork's summary (``run=False``: create the
         fork without running it; ``resume`` runs it later)."""
-        from .forks import fork_run
+        from forgemind_core.brain.forks import fork_run
 
         loop = fork_run(self, run_id, iteration=iteration, overrides=overrides, branch=branch,
                         new_run_id=new_run_id, reporter=reporter, on_event=on_event)
@@ -437,13 +437,13 @@ class Forge:
 
     def runs_tree(self) -> list[dict[str, Any]]:
         """Runs as a tree of branches: roots with their forks as ``children``, each named."""
-        from .forks import runs_tree
+        from forgemind_core.brain.forks import runs_tree
 
         return runs_tree(self.registry())
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
-        """Config and result differences of two runs (see :func:`forgemind_core.forks.diff_runs`)."""
-        from .forks import diff_runs
+        """Config and result differences of two runs (see :func:`forgemind_core.brain.forks.diff_runs`)."""
+        from forgemind_core.brain.forks import diff_runs
 
         return diff_runs(self, a, b)
 
@@ -455,12 +455,12 @@ class Forge:
         limits: dict[str, Any] = {"timeout_s": timeout_s, "max_rows": max_rows, "memory_limit": memory_limit}
         return self.registry().sql(query, **{k: v for k, v in limits.items() if v is not None})
 
-    # --- exports (forgemind_core/exports.py) ------------------------------------------------------
+    # --- exports (forgemind_core/lorekeeper/exports.py) ------------------------------------------------------
 
     def export_data(self, node_id: str, out: str | os.PathLike[str], *, format: str = "parquet") -> dict[str, Any]:
         """Write a dataset, a checkpoint's evaluation results or a run's history as Parquet or
         JSON Lines files under ``out``; returns the files written with their row counts."""
-        from .exports import export_data
+        from forgemind_core.lorekeeper.exports import export_data
 
         return export_data(self, node_id, out, format=format)
 
@@ -476,6 +476,6 @@ class Forge:
         exporter backends installed) into ``out``: the model, ``forge.yaml`` and a model card.
         ``metadata`` (author, license, version, tags, ...) overrides the goal's ``export``
         section; ``options`` are the exporter's. Returns the bundle's main path and files."""
-        from .exports import export_bundle
+        from forgemind_core.lorekeeper.exports import export_bundle
 
         return export_bundle(self, checkpoint, target, out, metadata=metadata or {}, options=options or {})

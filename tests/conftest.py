@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from colors_pack import write_pack
 
-from forgemind_core.logs import configure_process_logging
+from forgemind_core.base.logs import configure_process_logging
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

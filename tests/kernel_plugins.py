@@ -115,7 +115,7 @@ class DripGenerator:
         self.options = options
 
     def generate(self, plan, ctx):
-        from forgemind_core.builtins.template import TemplateGenerator
+        from forgemind_core.foundry.template import TemplateGenerator
 
         inner = TemplateGenerator(TemplateGenerator.Options())
         for example in inner.generate(plan, ctx):

@@ -7,7 +7,7 @@ import json
 
 from forgemind_hookspecs import EvalCase, StageContext
 
-from forgemind_core.builtins.adversary import TEXT_PERTURBATIONS, PerturbAdversary
+from forgemind_core.trials.adversary import TEXT_PERTURBATIONS, PerturbAdversary
 
 CASES = [
     EvalCase(

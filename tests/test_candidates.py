@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from forgemind_hookspecs import ConfigError, GenerationPlan, Plan, SearchSection
 
-from forgemind_core.candidates import DONE, propose
-from forgemind_core.goals import load_goal
-from forgemind_core.loop import run_dir
+from forgemind_core.brain.candidates import DONE, propose
+from forgemind_core.brain.goals import load_goal
+from forgemind_core.brain.loop import run_dir
 
 SEARCH = """\
 search:

@@ -15,7 +15,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from forgemind_core.loop import run_dir  # noqa: E402
+from forgemind_core.brain.loop import run_dir  # noqa: E402
 
 SEARCH = """\
 search:

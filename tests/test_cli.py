@@ -8,8 +8,8 @@ import kernel_plugins
 from click.testing import CliRunner
 
 from forgemind_core import Forge
-from forgemind_core.cli import build_cli
-from forgemind_core.loop import Loop
+from forgemind_core.brain.loop import Loop
+from forgemind_core.cli.main import build_cli
 
 
 def invoke(forge, *args):

@@ -16,8 +16,8 @@ from forgemind_hookspecs import hookimpl
 
 from forgemind_core import Forge
 from forgemind_core.api import HOME_ENV
-from forgemind_core.cli import build_cli
-from forgemind_core.clitools import pass_forge
+from forgemind_core.cli.main import build_cli
+from forgemind_core.cli.tools import pass_forge
 
 
 def _forge(home, *plugins):
@@ -156,7 +156,7 @@ def test_resuming_a_run_reads_its_credential_from_the_goal_file(forge_home, colo
         _openai_goal(colors_goal, server.base_url.replace("http://", "http://fm-user:hunter2-secret@"))
         forge = _forge(forge_home)
         loop_goal = forge.load_goal(colors_goal)
-        from forgemind_core.loop import Loop
+        from forgemind_core.brain.loop import Loop
 
         Loop.start(forge, loop_goal, run_id="later")  # created, killed before its first stage
         forge.resume("later")

@@ -12,7 +12,13 @@ from forgemind_hookspecs import EvalReport, EvalResult, UserError, to_dict
 from rich.console import Console
 from test_trials import SUITE_ROWS, make_cli, write_model, write_suite
 
-from forgemind_core.compare import compare_reports, load_recorded_reports, render_html, render_rich, word_diff
+from forgemind_core.trials.compare import (
+    compare_reports,
+    load_recorded_reports,
+    render_html,
+    render_rich,
+    word_diff,
+)
 
 
 def _result(case: str, output: str, passed: bool, category: str = "c", tier: str = "full") -> EvalResult:

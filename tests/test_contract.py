@@ -72,11 +72,12 @@ def test_plugins_and_contract_do_not_import_the_kernel(module, forbidden):
 
 
 def test_the_cli_imports_no_heavy_library():
-    code = ("import sys, forgemind_core.cli; "
+    code = ("import sys, forgemind_core.cli.main; "
             "heavy = {'torch', 'transformers', 'duckdb', 'pyarrow', 'datasets', 'openai', 'datasketch'}; "
             "print(','.join(sorted(m for m in heavy if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
-    help_ = subprocess.run([sys.executable, "-c", "from forgemind_core.cli import main; main(['--help'])"],
+    help_ = subprocess.run([sys.executable, "-c", "from forgemind_core.cli.main import main; main(['--help'])"],
                            capture_output=True, text=True)
     assert help_.returncode == 0 and "run" in help_.stdout
+

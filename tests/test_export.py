@@ -19,7 +19,7 @@ pytest.importorskip("forgemind_hf")
 pytest.importorskip("gguf")
 
 from forgemind_core import Forge
-from forgemind_core.cli import build_cli
+from forgemind_core.cli.main import build_cli
 
 CORPUS = " ".join(
     f"the {t} is {c}. my {t} looks {c} today. Sentence: paint it {c} please\nTemperature: {w}\n"
@@ -62,7 +62,7 @@ def stable(tmp_path_factory):
 def _prompts(forge, summary):
     goal = forge.load_goal(Path(summary["run_dir"]) / ".." / ".." / ".." / "colors" / "goal.yaml")
     pack = forge.load_pack(goal)
-    from forgemind_core.packs import load_suites
+    from forgemind_core.foundry.packs import load_suites
 
     canary = load_suites(pack)["canary"]
     return [pack.prompt_format.format(input=c.input) for c in canary]

@@ -17,9 +17,10 @@ from forgemind_hookspecs import DataError, GenerationPlan, collect_backends, mak
 from forgemind_hookspecs.errors import ConfigError
 from forgemind_hookspecs.snapshots import read_snapshot
 
-from forgemind_core.builtins import BUILTIN_PLUGINS, files
-from forgemind_core.builtins.files import FilesGenerator
-from forgemind_core.packs import load_pack
+from forgemind_core.base.plugins import BUILTIN_PLUGINS
+from forgemind_core.foundry import files
+from forgemind_core.foundry.files import FilesGenerator
+from forgemind_core.foundry.packs import load_pack
 
 ROWS = [
     {"question": "the scarf is crimson", "answer": "warm", "label": "warm"},
@@ -159,8 +160,8 @@ def test_bad_rows_name_file_and_line(tmp_path, pack_ctx):
 def test_hook_forgemind_register_generators_files():
     found = collect_backends(make_plugin_manager([files]), "generators")
     assert found["files"].cls is FilesGenerator
-    assert "forgemind_core.builtins.files" in BUILTIN_PLUGINS
-    code = "import sys, forgemind_core.builtins.files; print(sorted(m for m in ('datasets', 'pyarrow') if m in sys.modules))"
+    assert BUILTIN_PLUGINS["forgemind.files"] == "forgemind_core.foundry.files"
+    code = "import sys, forgemind_core.foundry.files; print(sorted(m for m in ('datasets', 'pyarrow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out  # heavy imports wait for generate()
 

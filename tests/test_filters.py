@@ -24,8 +24,8 @@ from forgemind_hookspecs import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forgemind_core.builtins import filters
-from forgemind_core.builtins.filters import Decontaminate, Dedupe, Rules, normalise
+from forgemind_core.foundry import filters
+from forgemind_core.foundry.filters import Decontaminate, Dedupe, Rules, normalise
 
 FORMAT = "Review this Python code for security issues.\n```python\n{input}\n```\nFinding:"
 PACK = TaskPack(root=".", name="sec", labels=("B602", "B608", "no issue"), prompt_format=FORMAT)
@@ -67,7 +67,7 @@ def test_hook_forgemind_register_filters() -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, forgemind_core.builtins.filters; print(sorted(m for m in ('datasketch', 'numpy') if m in sys.modules))"
+    code = "import sys, forgemind_core.foundry.filters; print(sorted(m for m in ('datasketch', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -1,4 +1,4 @@
-"""Load, fork, branches and diff (forgemind_core/forks.py) through the real loop, on the colours
+"""Load, fork, branches and diff (forgemind_core/brain/forks.py) through the real loop, on the colours
 pack with the memo trainer (tests/kernel_plugins.py), which trains in milliseconds."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from forgemind_hookspecs import UserError
 
-from forgemind_core.cli import build_cli
-from forgemind_core.forks import affected_stage, apply_overrides
+from forgemind_core.brain.forks import affected_stage, apply_overrides
+from forgemind_core.cli.main import build_cli
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from colors_pack import write_pack
 from forgemind_hookspecs.snapshots import read_snapshot
 
 from forgemind_core import Forge
-from forgemind_core.cli import build_cli
+from forgemind_core.cli.main import build_cli
 
 pytest.importorskip("forgemind_openai")
 from forgemind_openai.testing import FakeOpenAIServer

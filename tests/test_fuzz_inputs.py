@@ -22,8 +22,8 @@ from forgemind_hookspecs.errors import UserError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forgemind_core.goals import parse_goal, validate_goal
-from forgemind_core.packs import load_pack, load_suite, load_suites
+from forgemind_core.brain.goals import parse_goal, validate_goal
+from forgemind_core.foundry.packs import load_pack, load_suite, load_suites
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -98,7 +98,7 @@ def test_fuzz_goal_files_validate_or_one_sentence(
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(_keys, _leaf), min_size=1, max_size=4))
 def test_fuzz_goal_files_through_the_cli_exit_0_or_2(tmp_path_factory: Any, pairs: list[tuple[str, str]]) -> None:
-    from forgemind_core.cli import build_cli
+    from forgemind_core.cli.main import build_cli
 
     folder = tmp_path_factory.mktemp("cli")
     goal = folder / "goal.yaml"
@@ -210,7 +210,7 @@ def test_fuzz_data_files_every_format(tmp_path_factory: Any, rows: list[bytes], 
 @SETTINGS
 @given(st.lists(_rows, max_size=5), st.sampled_from(["jsonl", "csv"]))
 def test_fuzz_files_generator_rows(tmp_path_factory: Any, rows: list[bytes], fmt: str) -> None:
-    from forgemind_core.builtins.files import _line_numbers
+    from forgemind_core.foundry.files import _line_numbers
 
     data = tmp_path_factory.mktemp("gen") / f"rows.{fmt}"
     data.write_bytes(b"\n".join(rows) + b"\n")

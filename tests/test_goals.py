@@ -22,7 +22,7 @@ from forgemind_hookspecs import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forgemind_core.goals import field_line, goal_to_yaml, load_goal, parse_goal, validate_goal
+from forgemind_core.brain.goals import field_line, goal_to_yaml, load_goal, parse_goal, validate_goal
 
 # --------------------------------------------------------------------------------------------
 # A small catalogue of fake backends, one per pillar a goal names.
@@ -466,7 +466,7 @@ def _invoke(*args: str) -> Any:
     import click
     from click.testing import CliRunner
 
-    from forgemind_core.commands.validate import validate
+    from forgemind_core.cli.commands.validate import validate
 
     @click.group()
     def group() -> None:
@@ -529,7 +529,7 @@ def test_validate_data_files_row_by_row(tmp_path: Path) -> None:
         "forgemind_hookspecs.dataformats",
         reason="forgemind_hookspecs.dataformats (another engineer's module) is missing",
     )
-    from forgemind_core.commands.validate import DATA_FORMATS
+    from forgemind_core.cli.commands.validate import DATA_FORMATS
 
     assert DATA_FORMATS == dataformats.FORMATS
     good = tmp_path / "good.jsonl"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from forgemind_core.cli import build_cli
+from forgemind_core.cli.main import build_cli
 
 PACK = Path(__file__).resolve().parent.parent / "examples" / "support-tickets"
 HEAD = f"name: x\ntask: t\npack: {PACK}\n"
@@ -161,7 +161,7 @@ def test_a_fifo_data_file_is_refused_without_waiting(tmp_path: Path) -> None:
 
 def test_the_docs_table_of_allowed_values_is_the_declared_one(tmp_path: Path) -> None:
     from forgemind_core.api import Forge
-    from forgemind_core.goals import allowed_values_table
+    from forgemind_core.brain.goals import allowed_values_table
 
     table = allowed_values_table(Forge(home=tmp_path / "home").catalogue())
     docs = (Path(__file__).resolve().parent.parent / "docs" / "goal-files.md").read_text(encoding="utf-8")

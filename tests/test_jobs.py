@@ -75,7 +75,7 @@ def test_a_job_whose_process_is_gone_reads_as_interrupted(forge):
 
 
 def test_forge_jobs_cli_submits_detached_and_follows(forge, tmp_path):
-    from forgemind_core.cli import build_cli
+    from forgemind_core.cli.main import build_cli
 
     cli = build_cli(forge)
     result = CliRunner().invoke(cli, ["jobs", "submit", "train", "-p", f"data={tmp_path / 'nope.jsonl'}",

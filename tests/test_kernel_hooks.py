@@ -20,8 +20,8 @@ from forgemind_hookspecs import (
 )
 
 from forgemind_core import Forge
-from forgemind_core.builtins import brain
-from forgemind_core.cli import build_cli
+from forgemind_core.brain import planners as brain
+from forgemind_core.cli.main import build_cli
 
 
 class ApproveAll:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from forgemind_core.logs import REDACTED, Redactor, make_logger, redact, restore
+from forgemind_core.base.logs import REDACTED, Redactor, make_logger, redact, restore
 
 SECRET = "secret1234567890abcdef"
 OPENAI_KEY = "sk-" + "A1b2C3d4" * 4
@@ -177,7 +177,7 @@ def test_unknown_level_is_refused() -> None:
 
 
 def test_process_logging_goes_to_the_given_stream_redacted_and_filtered(monkeypatch: pytest.MonkeyPatch) -> None:
-    from forgemind_core.logs import configure_process_logging
+    from forgemind_core.base.logs import configure_process_logging
 
     monkeypatch.setenv("FOO_API_KEY", SECRET)
     stream = io.StringIO()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from forgemind_hookspecs import ForgeError, UserError
 
-from forgemind_core.loop import STAGES, Loop, _best_try, read_status
+from forgemind_core.brain.loop import STAGES, Loop, _best_try, read_status
 
 HERE = Path(__file__).parent
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from forgemind_hookspecs import ConfigError, DataError, TaskPack, from_dict, to_dict
 
-from forgemind_core.packs import expand, format_prompt, load_pack, load_suite, load_suites, split_head
+from forgemind_core.foundry.packs import expand, format_prompt, load_pack, load_suite, load_suites, split_head
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PACKS = ["python-security", "support-tickets", "order-extraction", "log-triage"]

@@ -16,7 +16,7 @@ from forgemind_hookspecs import (
 )
 from forgemind_hookspecs.records import BackendChoice, Limits, SuccessCriterion
 
-from forgemind_core.builtins.brain import DefaultPlanner, FixedPlanner
+from forgemind_core.brain.planners import DefaultPlanner, FixedPlanner
 
 CATEGORIES = ("alpha", "beta", "gamma", "none")
 

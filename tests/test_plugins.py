@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from forgemind_hookspecs import PluginError, UnknownBackend, hookimpl
 
 from forgemind_core import Forge
-from forgemind_core.cli import build_cli
+from forgemind_core.cli.main import build_cli
 
 
 class Echo:

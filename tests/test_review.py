@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from test_warden import POLICY, TaintedPlugin, _goal
 
 from forgemind_core import Forge
-from forgemind_core.cli import build_cli
+from forgemind_core.cli.main import build_cli
 
 
 @pytest.fixture

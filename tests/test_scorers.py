@@ -14,9 +14,9 @@ from forgemind_hookspecs import (
     make_plugin_manager,
 )
 
-from forgemind_core.builtins import adversary, scorers
-from forgemind_core.builtins.adversary import PerturbAdversary, find_code
-from forgemind_core.builtins.scorers import (
+from forgemind_core.trials import adversary, scorers
+from forgemind_core.trials.adversary import PerturbAdversary, find_code
+from forgemind_core.trials.scorers import (
     ExactMatchScorer,
     JsonMatchScorer,
     JsonSchemaScorer,

@@ -1,4 +1,4 @@
-"""The run's server pool (forgemind_core/servers.py): a ``server:`` key on a backend choice starts
+"""The run's server pool (forgemind_core/base/servers.py): a ``server:`` key on a backend choice starts
 a model server once per run, shared by the stages that need the same one, injected into the
 client's options, stopped when the run ends (also on error and KeyboardInterrupt); unknown
 server backends and clients that cannot take a server fail validation with their line."""
@@ -166,7 +166,7 @@ def test_validation_names_the_server_line(served_forge, colors_goal, entry, mess
 
 
 def test_a_goal_with_a_server_round_trips_through_yaml(served_forge, colors_goal):
-    from forgemind_core.goals import goal_to_yaml, parse_goal
+    from forgemind_core.brain.goals import goal_to_yaml, parse_goal
 
     goal = served_forge.load_goal(_goal(colors_goal, TWO_CLIENTS))
     assert dict(goal.filter[1].options["server"]) == {"backend": "fake", "n_ctx": 256}

@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from forgemind_core.cli import build_cli
+from forgemind_core.cli.main import build_cli
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from forgemind_hookspecs import GenerationPlan, StageContext
 
-from forgemind_core.builtins.template import TemplateGenerator
-from forgemind_core.packs import load_pack, load_suites
+from forgemind_core.foundry.packs import load_pack, load_suites
+from forgemind_core.foundry.template import TemplateGenerator
 
 PACK = Path(__file__).resolve().parent.parent / "examples" / "python-security"
 NO_ISSUE = "no issue"

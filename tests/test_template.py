@@ -16,9 +16,9 @@ from forgemind_hookspecs import (
     make_plugin_manager,
 )
 
-from forgemind_core.builtins import template as template_plugin
-from forgemind_core.builtins.template import TemplateGenerator, allocate
-from forgemind_core.packs import format_prompt, load_pack
+from forgemind_core.foundry import template as template_plugin
+from forgemind_core.foundry.packs import format_prompt, load_pack
+from forgemind_core.foundry.template import TemplateGenerator, allocate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

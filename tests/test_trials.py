@@ -22,8 +22,8 @@ from forgemind_hookspecs import (
     to_dict,
 )
 
-from forgemind_core.builtins.scorers import ExactMatchScorer, LabelMatchScorer, RegexScorer
-from forgemind_core.trials import (
+from forgemind_core.trials.scorers import ExactMatchScorer, LabelMatchScorer, RegexScorer
+from forgemind_core.trials.tiers import (
     DISTINCT_N_MODULE,
     data_diversity,
     distinct_n,
@@ -317,7 +317,7 @@ class FolderRunnerPlugin:
 
 def make_cli(home: Path) -> Any:
     from forgemind_core.api import Forge
-    from forgemind_core.cli import build_cli
+    from forgemind_core.cli.main import build_cli
 
     return build_cli(Forge(home=home, plugins=[FolderRunnerPlugin()], entry_points=False))
 

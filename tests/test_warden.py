@@ -17,7 +17,7 @@ from forgemind_hookspecs import ConfigError, Example, Source, StageContext, hook
 from forgemind_hookspecs.snapshots import read_snapshot
 
 from forgemind_core import Forge
-from forgemind_core.cli import build_cli
+from forgemind_core.cli.main import build_cli
 from forgemind_core.warden.policy import load_policy, parse_policy, validate_policy
 from forgemind_core.warden.review import ReviewPending
 from forgemind_core.warden.safety import SafetyFilter
@@ -51,7 +51,7 @@ class TaintedGenerator:
         self.options = options
 
     def generate(self, plan, ctx: StageContext):
-        from forgemind_core.builtins.template import TemplateGenerator
+        from forgemind_core.foundry.template import TemplateGenerator
 
         yield from TemplateGenerator(TemplateGenerator.Options()).generate(plan, ctx)
         if ctx.iteration == 1:
@@ -155,8 +155,8 @@ def test_a_goal_with_a_bad_policy_fails_validation_with_exit_code_2(tmp_path, fo
 def test_the_quickstart_policy_loads_and_keeps_every_python_security_template_example(stage_context):
     from forgemind_hookspecs import GenerationPlan
 
-    from forgemind_core.builtins.template import TemplateGenerator
-    from forgemind_core.packs import load_pack
+    from forgemind_core.foundry.packs import load_pack
+    from forgemind_core.foundry.template import TemplateGenerator
 
     root = Path(__file__).resolve().parents[1] / "examples" / "python-security"
     policy = load_policy(root / "policy.yaml")

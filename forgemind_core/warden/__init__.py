@@ -5,7 +5,7 @@
 - :mod:`.safety`: the built-in ``safety`` filter (deny regexes, PII and secrets, AST checks of
   code in answers - parsed, never executed) and the ``human`` reviewer.
 - :mod:`.review`: the loop's review stage, the review queue, decisions, approvals, JSONL
-  export/import. ``forge review`` and ``forge approve`` (:mod:`forgemind_core.commands.review`)
+  export/import. ``forge review`` and ``forge approve`` (:mod:`forgemind_core.cli.commands.review`)
   and :class:`forgemind_core.Forge` call it.
 
 Toxicity (``forgemind-detoxify``) and moderation (``forgemind-openai``) are plugins; they read

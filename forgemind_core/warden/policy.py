@@ -23,7 +23,7 @@ from cattrs.errors import BaseValidationError
 from forgemind_hookspecs.errors import ConfigError, UserError
 from forgemind_hookspecs.policy import Policy
 
-from ..goals import (
+from forgemind_core.brain.goals import (
     _describe,
     _Fatal,
     _load_yaml,

@@ -190,7 +190,7 @@ def approve(forge: Any, checkpoint: str, *, reviewer: str | None = None, reason:
 
 
 def _mark_run_promoted(home: Path, run_id: str, checkpoint_id: str, decision: ReviewDecision) -> None:
-    from ..loop import _read_json, _write_json, run_dir
+    from forgemind_core.brain.loop import _read_json, _write_json, run_dir
 
     path = run_dir(home, run_id) / "state.json"
     state = _read_json(path)
@@ -380,7 +380,7 @@ def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
 
 def _ancestors(loop: Any) -> list[str]:
     """The runs this one was forked from, nearest first (``state.json``'s ``parent``)."""
-    from ..loop import _read_json, run_dir
+    from forgemind_core.brain.loop import _read_json, run_dir
 
     out: list[str] = []
     parent = (loop.state.get("parent") or {}).get("run_id")

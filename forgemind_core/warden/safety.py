@@ -213,7 +213,7 @@ class SafetyFilter:
 
     def policy(self, ctx: StageContext) -> Policy:
         if self.options.policy:
-            from .policy import load_policy
+            from forgemind_core.warden.policy import load_policy
 
             return load_policy(self.options.policy)
         return ctx.policy if ctx.policy is not None else Policy()

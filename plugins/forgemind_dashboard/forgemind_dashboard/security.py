@@ -23,7 +23,7 @@ __all__ = ["NEVER", "UPLOADS", "Confinement", "Scrubber", "check_bind", "is_loop
 #: holds every secret of the process), of the hardware and of devices.
 NEVER = (Path("/proc"), Path("/sys"), Path("/dev"))
 #: Environment variables whose name holds one of these are secrets (the kernel's journal and logs
-#: use the same rule, forgemind_core/logs.py); shorter values are not treated as secrets.
+#: use the same rule, forgemind_core/base/logs.py); shorter values are not treated as secrets.
 SECRET_NAME_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 MIN_SECRET_LENGTH = 8
 REDACTED = "[REDACTED]"

@@ -37,7 +37,7 @@ def test_loopback_needs_no_token_anything_else_does():
 
 def test_forge_dashboard_refuses_a_public_host_without_a_token(tmp_path, monkeypatch):
     from forgemind_core import Forge
-    from forgemind_core.cli import build_cli
+    from forgemind_core.cli.main import build_cli
 
     monkeypatch.delenv("FORGEMIND_DASHBOARD_TOKEN", raising=False)
     cli = build_cli(Forge(home=tmp_path))
@@ -173,7 +173,7 @@ def test_confinement_resolves_symlinks_and_dots_before_the_check(tmp_path, monke
 
 def test_forge_dashboard_refuses_to_allow_a_root_folder(tmp_path, monkeypatch):
     from forgemind_core import Forge
-    from forgemind_core.cli import build_cli
+    from forgemind_core.cli.main import build_cli
 
     monkeypatch.delenv("FORGEMIND_DASHBOARD_TOKEN", raising=False)
     result = CliRunner().invoke(build_cli(Forge(home=tmp_path)), ["dashboard", "--allow", "/"])

@@ -150,7 +150,7 @@ def _forge(home):
 
 @needs_llama
 def test_the_pool_shares_one_real_server_between_two_stages_and_stops_it(forge_home, tmp_path):
-    from forgemind_core.servers import ServerPool
+    from forgemind_core.base.servers import ServerPool
 
     forge = _forge(forge_home)
     events = []
@@ -195,7 +195,7 @@ def test_forge_eval_scores_a_served_gguf_and_stops_its_server(forge_home, tmp_pa
 
     from click.testing import CliRunner
 
-    from forgemind_core.cli import build_cli
+    from forgemind_core.cli.main import build_cli
 
     suite = tmp_path / "suite.jsonl"
     suite.write_text(json.dumps({"input": "What is the capital of France? Answer in one word.",

@@ -110,7 +110,7 @@ def test_forge_eval_scores_an_endpoint_end_to_end(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from forgemind_core.api import Forge
-    from forgemind_core.cli import build_cli
+    from forgemind_core.cli.main import build_cli
 
     suite = tmp_path / "suite.jsonl"
     rows = [{"input": "charged twice (billing)", "expected": "billing"},

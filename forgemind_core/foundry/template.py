@@ -164,7 +164,7 @@ class TemplateGenerator:
             if text in seen:
                 continue
             seen.add(text)
-            from forgemind_core.packs import format_prompt
+            from forgemind_core.foundry.packs import format_prompt
 
             completion = _expand(template.completion, pack.slots, rng, bound) if template.completion else ""
             return Example(
@@ -199,13 +199,13 @@ def _eligible(pack: TaskPack, strategy: str) -> dict[str, list[PromptTemplate]]:
 
 
 def _expand(text: str, slots: Mapping[str, Sequence[str]], rng: random.Random, bound: dict[str, str]) -> str:
-    from forgemind_core.packs import expand
+    from forgemind_core.foundry.packs import expand
 
     return expand(text, slots, rng.choice, bound)
 
 
 def _join_head(text: str) -> str:
-    from forgemind_core.packs import split_head
+    from forgemind_core.foundry.packs import split_head
 
     head, body = split_head(text)
     return _tidy(f"{head}\n{body}" if head else body)
@@ -218,7 +218,7 @@ def wrap(frame: str, text: str, slots: Mapping[str, Sequence[str]], rng: random.
     The frame is expanded with the same slot choices as the template (``bound``), so a name the
     template used (a variable, an alias) means the same thing in its surroundings.
     """
-    from forgemind_core.packs import split_head
+    from forgemind_core.foundry.packs import split_head
 
     head, body = split_head(text)
     filled = _expand(frame, slots, rng, bound)

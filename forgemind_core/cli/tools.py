@@ -29,7 +29,7 @@ def pass_forge(fn: F) -> F:
         ctx = click.get_current_context()
         forge = ctx.find_root().obj
         if forge is None:  # the command runs outside the forge group (e.g. in a plugin's test)
-            from .api import Forge
+            from forgemind_core.api import Forge
 
             forge = Forge()
         return fn(forge, *args, **kwargs)

@@ -1,7 +1,7 @@
 """distinct-n as a Hugging Face ``evaluate`` metric module, loadable offline from this file.
 
 ``evaluate.load("<path to this file>")`` works without the Hub (the Hub is unreachable on the
-machines ForgeMind is built for). The numbers equal :func:`forgemind_core.trials.distinct_n`, the
+machines ForgeMind is built for). The numbers equal :func:`forgemind_core.trials.tiers.distinct_n`, the
 plain computation the kernel uses when ``evaluate`` is not installed (a test holds the two equal).
 
 The loader parses this file's imports: keep one import per line.

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..clitools import echo_json, json_option, pass_forge
+from forgemind_core.cli.tools import echo_json, json_option, pass_forge
 
 __all__ = ["DATA_FORMATS", "problem_dict", "validate"]
 
@@ -89,7 +89,7 @@ def validate(
     column_map = _parse_columns(columns)
     problems: list[Exception] = []
     if goal is not None:
-        from ..goals import validate_goal
+        from forgemind_core.brain.goals import validate_goal
 
         problems.extend(validate_goal(goal, forge.catalogue()))
     if data is not None:

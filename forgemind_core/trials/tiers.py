@@ -14,7 +14,7 @@ a model that cannot answer the ten easiest questions. Each tier's :class:`EvalRe
 - after a failed canary: ``stopped: true`` and ``stop_reason``.
 
 The kernel never *needs* the ``evaluate`` library: distinct-n is computed in plain Python, and the
-same numbers come from the local ``evaluate`` metric module ``forgemind_core/metrics/distinct_n.py``
+same numbers come from the local ``evaluate`` metric module ``forgemind_core/trials/metrics/distinct_n.py``
 when asked for (``backend="evaluate"``) or when ``evaluate`` is already imported in the process
 (``"auto"``). Importing ``evaluate`` costs seconds, which a canary run should not pay for.
 """

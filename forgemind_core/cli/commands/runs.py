@@ -8,13 +8,13 @@ from typing import Any
 
 import click
 
-from ..clitools import console, echo_json, json_option, pass_forge
+from forgemind_core.cli.tools import console, echo_json, json_option, pass_forge
 
 __all__ = ["lineage", "plugins", "resume", "run", "runs", "show", "status"]
 
 
 def _reporter(as_json: bool) -> Any:
-    from ..display import RichReporter
+    from forgemind_core.cli.display import RichReporter
 
     return RichReporter(quiet=False) if not as_json or sys.stderr.isatty() else RichReporter(quiet=True)
 

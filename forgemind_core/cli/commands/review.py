@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from ..clitools import console, echo_json, json_option, pass_forge
+from forgemind_core.cli.tools import console, echo_json, json_option, pass_forge
 
 __all__ = ["approve_command", "review"]
 

@@ -179,7 +179,7 @@ def _import_plugin(module: str, attribute: str) -> Any:
 
 def _journal_forge(job: CandidateJob, journal: Path) -> Any:
     """A kernel for the worker whose recorders are one append-only file, not the registry."""
-    from .api import Forge
+    from forgemind_core.api import Forge
 
     class JournalForge(Forge):
         def record(self, events: Sequence[Event]) -> None:
@@ -199,8 +199,8 @@ def _journal_forge(job: CandidateJob, journal: Path) -> Any:
 def _prepare(job: CandidateJob) -> dict[str, Any]:
     """Copy the parent's records before the candidate's iteration into the child's folder (as a
     fork does) and write the candidate's plan; return the fork's ``parent`` record."""
-    from .forks import _link_or_copy
-    from .loop import RECORDED_STAGES, _write_json
+    from forgemind_core.brain.forks import _link_or_copy
+    from forgemind_core.brain.loop import RECORDED_STAGES, _write_json
 
     parent_dir = Path(job.home) / "runs" / job.parent_run
     reused: dict[str, list[str]] = {}
@@ -243,7 +243,7 @@ def run_candidate(job: CandidateJob) -> dict[str, Any]:
     resumed from its last finished stage. Exceptions of the candidate's own run are caught and
     recorded (status ``failed``); a killed process leaves no ``candidate.json``.
     """
-    from .loop import Loop, _read_json, _write_json
+    from forgemind_core.brain.loop import Loop, _read_json, _write_json
 
     for entry in job.python_path:
         if entry not in sys.path:
@@ -418,7 +418,7 @@ def run_candidates(loop: Any, n: int, plan: Plan, plan_data: Mapping[str, Any], 
 def _ingest(loop: Any, job: CandidateJob, storage: Path, error: str) -> dict[str, Any]:
     """Bring one candidate's records into the registry and the run folder: only a finished one
     (``candidate.json`` present); a dead worker's partial folder is left as it is, unrecorded."""
-    from .loop import _read_json
+    from forgemind_core.brain.loop import _read_json
 
     done = _read_json(job.folder / DONE)
     if done is None:
@@ -450,8 +450,8 @@ def adopt_winner(loop: Any, n: int, data: Mapping[str, Any]) -> None:
     """Make the winning candidate's iteration the run's own: copy its stage records into the
     run's iteration folder (weights and snapshots stay where they are) and pin its plan, so the
     loop's later stages read them back and re-record them as reused from the winner's run."""
-    from .forks import _link_or_copy
-    from .loop import _read_json, _write_json
+    from forgemind_core.brain.forks import _link_or_copy
+    from forgemind_core.brain.loop import _read_json, _write_json
 
     winner_dir = Path(loop.forge.home) / "runs" / str(data["winner_run"])
     target = loop.iter_dir(n)

@@ -18,7 +18,7 @@ checkpoint).
 
 Jobs run in a thread of the calling process (``Forge.submit``; what the dashboard does) or in a
 detached process (``Forge.submit(..., detach=True)``; what ``forge jobs submit`` does), which runs
-``python -m forgemind_core.jobs HOME JOB_ID``.
+``python -m forgemind_core.brain.jobs HOME JOB_ID``.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def submit(forge: Any, kind: str, params: Mapping[str, Any] | None = None, *, de
     if detach:
         log = (folder / "log.txt").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "forgemind_core.jobs", str(Path(forge.home).resolve()), job_id],
+            [sys.executable, "-m", "forgemind_core.brain.jobs", str(Path(forge.home).resolve()), job_id],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log.close()
@@ -267,9 +267,9 @@ def list_jobs(home: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m forgemind_core.jobs HOME JOB_ID``: run a detached job."""
-    from .api import Forge
-    from .logs import configure_process_logging
+    """``python -m forgemind_core.brain.jobs HOME JOB_ID``: run a detached job."""
+    from forgemind_core.api import Forge
+    from forgemind_core.base.logs import configure_process_logging
 
     home, job_id = argv
     configure_process_logging(os.environ.get("FORGEMIND_LOG_LEVEL", "warning"))

@@ -61,8 +61,8 @@ from forgemind_hookspecs.records import (
     ReviewSection,
 )
 
-from .options import BACKEND_NOUN, unknown_backend_message
-from .servers import SERVER_KEY, client_problem, split_server
+from forgemind_core.base.options import BACKEND_NOUN, unknown_backend_message
+from forgemind_core.base.servers import SERVER_KEY, client_problem, split_server
 
 __all__ = [
     "PILLAR_OF_SECTION",
@@ -538,7 +538,7 @@ def _shape_choice(
     if with_share and "share" in raw:
         shaped["share"] = raw["share"]
     sites.append(_ChoiceSite(path=path, pillar=pillar, backend=backend, options=options))
-    if SERVER_KEY in options:  # a served model (forgemind_core/servers.py): its own site
+    if SERVER_KEY in options:  # a served model (forgemind_core/base/servers.py): its own site
         _shape_server(options[SERVER_KEY], (*path, SERVER_KEY), problems, sites)
     return shaped
 
@@ -1042,7 +1042,7 @@ def _read_into(
         if goal.review.policy is not None and (problem := _path_problem(goal.review.policy, "file")):
             problems.add(("review", "policy"), problem)
         elif goal.review.policy is not None:  # the policy's own mistakes, each with its file and line
-            from .warden.policy import validate_policy
+            from forgemind_core.warden.policy import validate_policy
 
             problems.errors.extend(validate_policy(goal.review.policy))
     return goal
@@ -1051,7 +1051,7 @@ def _read_into(
 def _pack_problems(folder: str, catalogue: Catalogue | None) -> list[UserError]:
     """The first mistake of the task pack and its suites (the pack loader stops at the first), or
     none. With a catalogue, a suite case's ``checker`` must name an installed scorer."""
-    from .packs import load_pack, load_suites
+    from forgemind_core.foundry.packs import load_pack, load_suites
 
     try:
         pack = load_pack(folder)
@@ -1086,7 +1086,7 @@ def _check_trainer_choices(shaped: Mapping[str, Any], catalogue: Catalogue, prob
 
 def _check_search(goal: Goal, problems: _Problems) -> None:
     """The ``search`` section's values (docs/candidates.md); its shape cattrs has checked."""
-    from .candidates import space_key_problem
+    from forgemind_core.brain.candidates import space_key_problem
 
     search = goal.search
     for key, values in search.space.items():

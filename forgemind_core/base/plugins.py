@@ -16,9 +16,21 @@ import pluggy
 from attrs import Factory, frozen
 from forgemind_hookspecs import PROJECT_NAME, check, hookspecs
 
-from .builtins import BUILTIN_PLUGINS
+__all__ = ["BUILTIN_PLUGINS", "DISABLE_ENV", "LoadedPlugins", "PluginRecord", "blocked_from_env", "load_plugins"]
 
-__all__ = ["DISABLE_ENV", "LoadedPlugins", "PluginRecord", "blocked_from_env", "load_plugins"]
+#: The kernel's built-in backends, each an ordinary plugin living in its pillar's room: plugin name
+#: (what ``forge plugins`` shows and ``FORGEMIND_DISABLE_PLUGINS`` blocks) -> module. Imported by
+#: name when a Forge loads its plugins, so this list is the only place that names them.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "forgemind.template": "forgemind_core.foundry.template",  # template generator (task packs)
+    "forgemind.filters": "forgemind_core.foundry.filters",  # dedupe (exact + near), decontaminate, rules
+    "forgemind.files": "forgemind_core.foundry.files",  # real data files (JSONL, CSV, Parquet) via datasets
+    "forgemind.scorers": "forgemind_core.trials.scorers",  # exact_match, label_match, regex, json_schema, ...
+    "forgemind.adversary": "forgemind_core.trials.adversary",  # offline perturbations, adversarial tier
+    "forgemind.brain": "forgemind_core.brain.planners",  # default and fixed planners, local executor
+    "forgemind.safety": "forgemind_core.warden.safety",  # safety filter (deny, PII, code AST), human reviewer
+    "forgemind.replay": "forgemind_core.brain.replay",  # replays recorded plans (show --config, forks, exports)
+}
 
 #: Environment variable holding a comma-separated block-list of plugin names.
 DISABLE_ENV = "FORGEMIND_DISABLE_PLUGINS"
@@ -55,9 +67,6 @@ def blocked_from_env(environ: Any = None) -> frozenset[str]:
     return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
-def _builtin_name(module: str) -> str:
-    return "forgemind." + module.rsplit(".", 1)[-1]
-
 
 def load_plugins(
     *,
@@ -84,8 +93,7 @@ def load_plugins(
     records: list[PluginRecord] = []
 
     if builtins:
-        for module_name in BUILTIN_PLUGINS:
-            name = _builtin_name(module_name)
+        for name, module_name in BUILTIN_PLUGINS.items():
             if name in block:
                 continue
             try:

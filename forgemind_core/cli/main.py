@@ -16,20 +16,20 @@ from typing import Any
 import click
 from forgemind_hookspecs import ForgeError, UserError
 
-from . import __version__
-from .api import HOME_ENV, Forge
+from forgemind_core.api import HOME_ENV, Forge
+from forgemind_core.base import VERSION as __version__
 
 __all__ = ["ForgeGroup", "build_cli", "main"]
 
 #: Kernel command modules and the click commands each exports, added to the ``forge`` group.
 KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("forgemind_core.commands.runs", ("run", "resume", "status", "runs", "show", "lineage", "plugins")),
-    ("forgemind_core.commands.validate", ("validate",)),
-    ("forgemind_core.commands.trials", ("eval_command", "compare_command")),
-    ("forgemind_core.commands.review", ("review", "approve_command")),
-    ("forgemind_core.commands.iterate",
+    ("forgemind_core.cli.commands.runs", ("run", "resume", "status", "runs", "show", "lineage", "plugins")),
+    ("forgemind_core.cli.commands.validate", ("validate",)),
+    ("forgemind_core.cli.commands.trials", ("eval_command", "compare_command")),
+    ("forgemind_core.cli.commands.review", ("review", "approve_command")),
+    ("forgemind_core.cli.commands.iterate",
      ("fork", "diff_command", "sql_command", "export_data_command", "export_command")),
-    ("forgemind_core.commands.jobs", ("jobs", "checkpoints")),
+    ("forgemind_core.cli.commands.jobs", ("jobs", "checkpoints")),
 )
 
 
@@ -108,7 +108,7 @@ def build_cli(forge: Forge | None = None, *, configure_logging: bool = False) ->
             forge.home = home
             os.environ[HOME_ENV] = str(forge.home)
         if configure_logging:  # here, not at start-up: `forge --help` need not import structlog
-            from .logs import configure_process_logging
+            from forgemind_core.base.logs import configure_process_logging
 
             configure_process_logging(os.environ.get("FORGEMIND_LOG_LEVEL", "warning"))
 

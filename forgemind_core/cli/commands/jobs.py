@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..clitools import echo_json, json_option, key_values, pass_forge
+from forgemind_core.cli.tools import echo_json, json_option, key_values, pass_forge
 
 __all__ = ["checkpoints", "jobs"]
 

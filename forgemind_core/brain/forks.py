@@ -24,7 +24,7 @@ from typing import Any
 from attrs import evolve
 from forgemind_hookspecs import BackendChoice, Goal, UserError, from_dict
 
-from .loop import RECORDED_STAGES, STAGES, Loop, run_dir
+from forgemind_core.brain.loop import RECORDED_STAGES, STAGES, Loop, run_dir
 
 __all__ = [
     "affected_stage",
@@ -101,7 +101,7 @@ def last_iteration(folder: Path) -> int:
 
 
 def _goal_dict(goal: Goal) -> dict[str, Any]:
-    from .goals import _goal_dict as flat_goal
+    from forgemind_core.brain.goals import _goal_dict as flat_goal
 
     return flat_goal(goal)
 
@@ -146,7 +146,7 @@ def pinned_goal(home: Path, run_id: str, iteration: int | None = None) -> Goal:
 
 def config_yaml(home: Path, run_id: str, iteration: int | None = None) -> str:
     """A goal file (YAML) that runs again as is and reproduces the run or the iteration."""
-    from .goals import goal_to_yaml
+    from forgemind_core.brain.goals import goal_to_yaml
 
     goal = pinned_goal(home, run_id, iteration)
     state = _read_json(run_dir(home, run_id) / "state.json") or {}
@@ -214,7 +214,7 @@ def _set_path(data: Any, key: str, value: Any) -> None:
 def apply_overrides(goal: Goal, overrides: Mapping[str, Any], catalogue: Any = None) -> tuple[Goal, list[str]]:
     """The goal with ``overrides`` (dotted keys of the goal file's flat form) applied and
     validated like a goal file; returns it with the dotted keys whose value changed."""
-    from .goals import parse_goal
+    from forgemind_core.brain.goals import parse_goal
 
     before = _goal_dict(goal)
     data = json.loads(json.dumps(before, default=str))

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..clitools import console, echo_json, json_option, key_values, pass_forge
+from forgemind_core.cli.tools import console, echo_json, json_option, key_values, pass_forge
 
 __all__ = ["compare_command", "eval_command"]
 
@@ -29,7 +29,7 @@ class _Progress:
     def __init__(self) -> None:
         from rich.progress import Progress
 
-        from ..clitools import err_console
+        from forgemind_core.cli.tools import err_console
 
         self.progress = Progress(console=err_console(), transient=True)
 
@@ -158,8 +158,8 @@ def eval_command(forge: Any, checkpoint: str, suite_path: Path, as_json: bool, *
     """
     from forgemind_hookspecs import to_dict
 
-    from ..servers import ServerPool
-    from ..trials import resolve_checkpoint
+    from forgemind_core.base.servers import ServerPool
+    from forgemind_core.trials.tiers import resolve_checkpoint
 
     with ServerPool(forge, context=lambda: forge.context(stage="servers")) as servers:  # a server= option
         runner_options = servers.options("runners", options["runner"],
@@ -212,7 +212,7 @@ def compare_command(
     """
     from forgemind_hookspecs import UserError
 
-    from ..compare import render_html, render_rich
+    from forgemind_core.trials.compare import render_html, render_rich
 
     comparison = forge.compare(
         list(checkpoints),

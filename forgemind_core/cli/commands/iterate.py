@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..clitools import console, echo_json, json_option, pass_forge
+from forgemind_core.cli.tools import console, echo_json, json_option, pass_forge
 
 __all__ = ["diff_command", "export_command", "export_data_command", "fork", "sql_command"]
 
@@ -33,8 +33,8 @@ def fork(forge: Any, run_id: str, iteration: int | None, sets: tuple[str, ...], 
     Finished stages up to the fork point are reused (data, checkpoints, evaluations: linked in
     the registry, not copied); only the stages the changed settings affect run again.
     """
-    from ..forks import parse_overrides
-    from .runs import _finish, _reporter
+    from forgemind_core.brain.forks import parse_overrides
+    from forgemind_core.cli.commands.runs import _finish, _reporter
 
     summary = forge.fork(run_id, iteration, parse_overrides(sets), branch, new_run_id=new_run_id,
                          run=not no_run, reporter=None if no_run else _reporter(as_json))
@@ -170,7 +170,7 @@ def export_command(forge: Any, checkpoint_id: str, target: str, out: Path, autho
                    as_json: bool) -> None:
     """Export a checkpoint as a bundle: the model (safetensors or GGUF), its tokenizer and chat
     template, forge.yaml (the goal and plans that made it) and a model card README.md."""
-    from ..forks import parse_overrides
+    from forgemind_core.brain.forks import parse_overrides
 
     metadata: dict[str, Any] = {k: v for k, v in
                                 (("author", author), ("license", license_), ("version", version)) if v}

@@ -39,7 +39,7 @@ from forgemind_hookspecs import (
 )
 from forgemind_hookspecs.bounds import above, at_least, between, each, one_of
 
-from .template import STRATEGIES
+from forgemind_core.foundry.template import STRATEGIES
 
 __all__ = ["DefaultPlanner", "FixedPlanner", "LocalExecutor"]
 

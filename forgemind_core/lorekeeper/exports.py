@@ -1,7 +1,7 @@
 """Exports: registry data as files (``forge export-data``) and model bundles (``forge export``).
 
 The kernel's part of a model bundle is what it knows from the registry and the run folder:
-``forge.yaml`` (the goal with the recorded plans pinned, :func:`forgemind_core.forks.config_yaml`)
+``forge.yaml`` (the goal with the recorded plans pinned, :func:`forgemind_core.brain.forks.config_yaml`)
 and the model card ``README.md`` (Hugging Face model-card front matter: license, tags,
 base_model, datasets, model-index with the tier scores, library_name, pipeline_tag; a body with
 intended use, data sources and the lineage summary). The model itself (safetensors, tokenizer,
@@ -256,7 +256,7 @@ def model_card(
 def _unrecorded_checkpoint(forge: Any, ref: str) -> Checkpoint:
     """A checkpoint no run recorded: a model folder, or the id of one ``forge train`` or
     ``forge pretrain`` made in this home (``Forge.checkpoints``)."""
-    from .trials import resolve_checkpoint
+    from forgemind_core.trials.tiers import resolve_checkpoint
 
     if not Path(ref).is_dir():
         rows = [r for r in forge.checkpoints() if str(r["id"]).startswith(ref)]
@@ -281,7 +281,7 @@ def export_bundle(
     The bundle is built in a temporary sibling folder and renamed into place, so a crash never
     leaves half a bundle under ``out``.
     """
-    from .forks import config_yaml, goal_of
+    from forgemind_core.brain.forks import config_yaml, goal_of
 
     registry = forge.registry()
     record = registry.checkpoint(checkpoint_id) if (Path(forge.home) / "registry").exists() else None

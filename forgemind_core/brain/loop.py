@@ -54,8 +54,8 @@ from forgemind_hookspecs import (
 )
 from forgemind_hookspecs.snapshots import read_snapshot, write_snapshot
 
-from . import __version__
-from .servers import ServerPool
+from forgemind_core.base import VERSION as __version__
+from forgemind_core.base.servers import ServerPool
 
 __all__ = ["STAGES", "Loop", "NullReporter", "read_status", "run_dir"]
 
@@ -81,7 +81,7 @@ def run_dir(home: Path, run_id: str) -> Path:
 def _write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one.
     Secrets (an API key's value, a URL's ``user:pass@``) are redacted: no record stores one."""
-    from .logs import redact
+    from forgemind_core.base.logs import redact
 
     data = redact(data)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +293,7 @@ class Loop:
         self._emit([self._event(kind, iteration=iteration, stage=stage, payload=payload, key=key)])
 
     def _emit(self, events: Sequence[Event]) -> None:
-        from .logs import redact
+        from forgemind_core.base.logs import redact
 
         events = [evolve(e, payload=redact(dict(e.payload))) for e in events]
         self.forge.record(events)
@@ -305,7 +305,7 @@ class Loop:
     @property
     def log(self) -> Any:
         if self._log is None:
-            from .logs import make_logger
+            from forgemind_core.base.logs import make_logger
 
             self._log = make_logger(console=False, json_path=self.dir / "log.jsonl", run_id=self.run_id)
         return self._log
@@ -344,14 +344,14 @@ class Loop:
         """The goal's safety policy (``review.policy``, see docs/warden.md), or ``None``."""
         if self.goal.review.policy is None:
             return None
-        from .warden.policy import load_policy
+        from forgemind_core.warden.policy import load_policy
 
         return load_policy(self.goal.review.policy)
 
     def suites(self) -> dict[str, list[EvalCase]]:
         """The pack's evaluation suites per tier (empty dict when the pack has none)."""
         if self._suites is None:
-            from .packs import load_suites
+            from forgemind_core.foundry.packs import load_suites
 
             pack = self.pack
             self._suites = {t: list(c) for t, c in load_suites(pack).items()} if pack is not None else {}
@@ -427,9 +427,9 @@ class Loop:
 
     def _reused(self, iteration: int, stage: str) -> dict[str, Any]:
         """``{"inherited_from": parent run}`` for a stage a fork copied from its parent
-        (forgemind_core/forks.py), so recorders link it as reused rather than produced here."""
+        (forgemind_core/brain/forks.py), so recorders link it as reused rather than produced here."""
         adopted = (self.state.get("adopted") or {}).get(str(iteration))
-        if adopted and stage != "plan":  # the winning candidate's work (forgemind_core/candidates.py)
+        if adopted and stage != "plan":  # the winning candidate's work (forgemind_core/brain/candidates.py)
             return {"inherited_from": adopted}
         parent = self.state.get("parent") or {}
         reused = (parent.get("reused") or {}).get(str(iteration)) or ()
@@ -515,8 +515,8 @@ class Loop:
         self._record("plan", iteration=n, stage="plan", payload={"plan": to_dict(plan), "reasons": list(plan.reasons)})
         for reason in plan.reasons:
             self.reporter.line(f"  planner: {reason}")
-        if self.goal.search.candidates > 1:  # K plans as branches of the run (forgemind_core/candidates.py)
-            from .candidates import adopt_winner, run_candidates
+        if self.goal.search.candidates > 1:  # K plans as branches of the run (forgemind_core/brain/candidates.py)
+            from forgemind_core.brain.candidates import adopt_winner, run_candidates
 
             cand = self._stage(n, "candidates", lambda ctx: run_candidates(self, n, plan, plan_data, ctx),
                                lambda d: {"winner_run": d["winner_run"], "candidates": len(d["candidates"])})
@@ -531,7 +531,7 @@ class Loop:
         dropped = _drops(filt["dropped_by_reason"]) or "none"
         self.reporter.line(f"  filter: kept {filt['kept']}, dropped {filt['dropped']} ({dropped})")
         if self.policy is not None:  # the Warden: queue, decide or wait (forgemind_core/warden/review.py)
-            from .warden.review import review_stage
+            from forgemind_core.warden.review import review_stage
 
             rev = self._stage(n, "review", lambda ctx: review_stage(self, n, ctx),
                               lambda d: {k: d[k] for k in ("items", "approved", "rejected", "edited", "pending")})
@@ -577,7 +577,7 @@ class Loop:
             _write_json(self.iter_dir(n) / "decide.json", {"decision": to_dict(decision)})
         self._record("decision", iteration=n, stage="decide", payload={"decision": to_dict(decision)})
         if decision.action == "promote" and decision.checkpoint_id and self._needs_approval() and not self._is_candidate():
-            from .warden.review import request_approval
+            from forgemind_core.warden.review import request_approval
 
             request_approval(self, n, decision.checkpoint_id, decision.reasons)
         elif decision.action == "promote" and decision.checkpoint_id and not self._is_candidate():
@@ -674,7 +674,7 @@ class Loop:
         ``generate`` entry, so two entries of one backend keep theirs); an entry without any
         falls back to the goal's first entry of that backend."""
         if gp.options:  # read back from a record, redacted: the goal's values put back
-            from .logs import restore
+            from forgemind_core.base.logs import restore
 
             return dict(restore(dict(gp.options), to_dict(self.goal)))
         choice = next((c for c in self.goal.generate if c.backend == gp.generator), None)
@@ -747,7 +747,7 @@ class Loop:
         message = (f"iteration {n}: nothing to train on: the filters kept none of the {generated} generated examples"
                    + (f" (dropped {reasons})" if reasons else "")
                    + "; loosen the filter options or fix the pack's templates")
-        from .goals import field_line
+        from forgemind_core.brain.goals import field_line
 
         source = self.goal.source
         return UserError(message, file=source, line=field_line(source, "filter") if source else None, field="filter")
@@ -789,7 +789,7 @@ class Loop:
         return {"checkpoint": to_dict(checkpoint)}
 
     def _evaluate(self, n: int, checkpoint: Checkpoint, plan_data: Mapping[str, Any], ctx: StageContext) -> dict[str, Any]:
-        from .trials import evaluate_checkpoint
+        from forgemind_core.trials.tiers import evaluate_checkpoint
 
         suites = {tier: list(cases) for tier, cases in self.suites().items()}
         extra = [from_dict(EvalCase, c) for c in plan_data.get("adversarial_cases", [])]
@@ -967,7 +967,7 @@ def _with_secrets(forge: Any, goal: Goal, recorded: Mapping[str, Any]) -> Goal:
     """The recorded goal of a resumed run, or, where the record had a secret redacted (a
     ``base_url``'s ``user:pass@``), the goal read again from its file if that file still says
     the same apart from the secret: the credential lives in the user's file, never in the run."""
-    from .logs import REDACTED, redact
+    from forgemind_core.base.logs import REDACTED, redact
 
     if REDACTED not in json.dumps(recorded) or not goal.source or not Path(goal.source).is_file():
         return goal

@@ -29,7 +29,7 @@ from forgemind_hookspecs.dataformats import (
 from forgemind_hookspecs.errors import ConfigError, DataError
 from forgemind_hookspecs.records import TIERS, EvalCase, PromptTemplate, TaskPack
 
-from .options import unknown_backend_message
+from forgemind_core.base.options import unknown_backend_message
 
 __all__ = [
     "PACK_FILE",

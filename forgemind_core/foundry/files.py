@@ -174,7 +174,7 @@ class FilesGenerator:
             raw = text("input", required=False) if column("input") else None
             raw = raw if raw is not None else text("prompt", required=True)
             assert raw is not None
-            from forgemind_core.packs import format_prompt
+            from forgemind_core.foundry.packs import format_prompt
 
             prompt = format_prompt(pack, raw)
         else:
@@ -225,7 +225,7 @@ class FilesGenerator:
             yield from pool
             return
         if plan.category_weights and any(e.category is not None for e in pool):
-            from forgemind_core.builtins.template import allocate
+            from forgemind_core.foundry.template import allocate
 
             order = list(dict.fromkeys(e.category or "" for e in pool))
             counts = allocate(plan.count, order, plan.category_weights)

@@ -1,0 +1,7 @@
+"""The Trial Grounds: tiered evaluation, scorers, adversarial cases, comparisons.
+
+- :mod:`.tiers`: the canary, full and adversarial tiers of one checkpoint, and their metrics.
+- :mod:`.scorers`, :mod:`.adversary`: the built-in scorers and the offline adversary.
+- :mod:`.compare`: checkpoints side by side (``forge compare``).
+- ``metrics/distinct_n.py``: distinct-n as an offline ``evaluate`` metric module (loaded by path).
+"""
