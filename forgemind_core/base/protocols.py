@@ -1,0 +1,81 @@
+"""What the rooms need from each other, as typed protocols (no private attributes cross rooms).
+
+The Brain's ``Loop`` satisfies :class:`RunHandle`; the Warden's review and the candidates
+executor are written against it, not against ``Loop``. :class:`KernelHandle` is the part of the
+``Forge`` kernel that a room below the API uses (plugin backends, the home, recording).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from forgemind_hookspecs import Budget, DatasetRef, Event, Example, Goal, IterationSummary
+
+__all__ = ["KernelHandle", "Reporter", "RunHandle"]
+
+
+class KernelHandle(Protocol):
+    """The ``Forge`` kernel as the rooms see it."""
+
+    home: Path
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Hand events to every recorder."""
+        ...
+
+    def registry(self) -> Any:
+        """The registry (``forgemind_registry``'s answer)."""
+        ...
+
+
+class Reporter(Protocol):
+    """Where a run's progress goes (the CLI's rich reporter, or a silent one)."""
+
+    def line(self, text: str) -> None: ...
+
+    def progress(self, description: str, total: float | None = None) -> Any: ...
+
+    def event(self, event: Event) -> None: ...
+
+
+class RunHandle(Protocol):
+    """A running loop, as the Warden's review and the candidates executor use it."""
+
+    forge: Any
+    goal: Goal
+    run_id: str
+    state: dict[str, Any]
+    budget: Budget
+    reporter: Reporter
+
+    @property
+    def dir(self) -> Path:
+        """The run's folder."""
+        ...
+
+    def iter_dir(self, iteration: int) -> Path:
+        """The folder of one iteration."""
+        ...
+
+    def record(self, kind: str, *, iteration: int = 0, stage: str = "",
+               payload: Mapping[str, Any] | None = None, key: str = "") -> None:
+        """Record one event of this run (its id is deterministic in run, iteration, stage, kind, key)."""
+        ...
+
+    def save_state(self) -> None:
+        """Write ``state`` (with the budget spent so far) to the run folder."""
+        ...
+
+    def examples(self, iteration: int) -> list[Example]:
+        """The examples the generate stage of ``iteration`` wrote."""
+        ...
+
+    def history(self, *, upto: int | None = None) -> list[IterationSummary]:
+        """The summaries of the finished iterations."""
+        ...
+
+    def latest_dataset(self, *, before: int) -> DatasetRef | None:
+        """The dataset of the latest iteration before ``before`` that built one."""
+        ...
