@@ -6,11 +6,14 @@ watching the terminal still sees progress.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from forgemind_hookspecs import Event
 
-__all__ = ["RichReporter"]
+from forgemind_core.cli.tools import console, echo_json
+
+__all__ = ["RichReporter", "finish_run", "print_summary", "run_reporter"]
 
 
 class RichReporter:
@@ -92,3 +95,48 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def run_reporter(as_json: bool) -> RichReporter:
+    """The reporter of `forge run`/`resume`/`iterate`: live lines, quiet when stdout is JSON and stderr no terminal."""
+    return RichReporter(quiet=False) if not as_json or sys.stderr.isatty() else RichReporter(quiet=True)
+
+
+def finish_run(summary: dict[str, Any], as_json: bool) -> None:
+    """Print a run's summary (a table, or JSON) and exit 1 unless it promoted a model."""
+    if as_json:
+        echo_json(summary)
+    else:
+        print_summary(summary)
+    if summary.get("outcome") != "promoted":
+        sys.exit(1)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table(title=f"run {summary['run_id']}", title_justify="left")
+    for column in ("iteration", "generated", "kept", "canary", "full", "adversarial", "cost", "decision"):
+        table.add_column(column, justify="right" if column not in ("decision",) else "left")
+    for item in summary["iterations"]:
+        scores = item["scores"]
+        decision = (item.get("decision") or {}).get("action", "-")
+        table.add_row(
+            str(item["iteration"]),
+            str(item["data"]["generated"]),
+            str(item["data"]["kept"]),
+            *(f"{scores[t]:.0%}" if t in scores else "-" for t in ("canary", "full", "adversarial")),
+            f"${item['cost_usd']:.4f}",
+            decision,
+        )
+    out.print(table)
+    out.print(f"outcome: [bold]{summary['outcome']}[/bold] - " + "; ".join(summary.get("reasons") or []))
+    stable = summary.get("stable_checkpoint")
+    if stable:
+        out.print(f"stable model: {stable.get('path')}  (checkpoint {stable['id']})")
+        out.print(f"trace it:     forge lineage {stable['id']}")
+    elif best := summary.get("best_checkpoint"):
+        out.print(f"best try:     iteration {best['iteration']}, {best['tier']} {best['score']:.1%}: "
+                  f"{best.get('path')}  (checkpoint {best['id']})")
+    out.print(f"inspect run:  forge show {summary['run_id']}    (wall time {summary['wall_s']:.0f} s)")

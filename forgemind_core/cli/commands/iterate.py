@@ -34,17 +34,17 @@ def fork(forge: Any, run_id: str, iteration: int | None, sets: tuple[str, ...], 
     the registry, not copied); only the stages the changed settings affect run again.
     """
     from forgemind_core.brain.forks import parse_overrides
-    from forgemind_core.cli.commands.runs import _finish, _reporter
+    from forgemind_core.cli.display import finish_run, run_reporter
 
     summary = forge.fork(run_id, iteration, parse_overrides(sets), branch, new_run_id=new_run_id,
-                         run=not no_run, reporter=None if no_run else _reporter(as_json))
+                         run=not no_run, reporter=None if no_run else run_reporter(as_json))
     if no_run:
         if as_json:
             echo_json(summary)
         else:
             console().print(f"forked {run_id} -> {summary['run_id']}; run it with: forge resume {summary['run_id']}")
         return
-    _finish(summary, as_json)
+    finish_run(summary, as_json)
 
 
 @click.command("diff")

@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from forgemind_core.cli.display import finish_run, run_reporter
 from forgemind_core.cli.tools import console, echo_json, json_option, pass_forge
 
 __all__ = ["lineage", "plugins", "resume", "run", "runs", "show", "status"]
-
-
-def _reporter(as_json: bool) -> Any:
-    from forgemind_core.cli.display import RichReporter
-
-    return RichReporter(quiet=False) if not as_json or sys.stderr.isatty() else RichReporter(quiet=True)
-
-
-def _finish(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        echo_json(summary)
-    else:
-        _print_summary(summary)
-    if summary.get("outcome") != "promoted":
-        sys.exit(1)
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    out = console()
-    table = Table(title=f"run {summary['run_id']}", title_justify="left")
-    for column in ("iteration", "generated", "kept", "canary", "full", "adversarial", "cost", "decision"):
-        table.add_column(column, justify="right" if column not in ("decision",) else "left")
-    for item in summary["iterations"]:
-        scores = item["scores"]
-        decision = (item.get("decision") or {}).get("action", "-")
-        table.add_row(
-            str(item["iteration"]),
-            str(item["data"]["generated"]),
-            str(item["data"]["kept"]),
-            *(f"{scores[t]:.0%}" if t in scores else "-" for t in ("canary", "full", "adversarial")),
-            f"${item['cost_usd']:.4f}",
-            decision,
-        )
-    out.print(table)
-    out.print(f"outcome: [bold]{summary['outcome']}[/bold] - " + "; ".join(summary.get("reasons") or []))
-    stable = summary.get("stable_checkpoint")
-    if stable:
-        out.print(f"stable model: {stable.get('path')}  (checkpoint {stable['id']})")
-        out.print(f"trace it:     forge lineage {stable['id']}")
-    elif best := summary.get("best_checkpoint"):
-        out.print(f"best try:     iteration {best['iteration']}, {best['tier']} {best['score']:.1%}: "
-                  f"{best.get('path')}  (checkpoint {best['id']})")
-    out.print(f"inspect run:  forge show {summary['run_id']}    (wall time {summary['wall_s']:.0f} s)")
 
 
 @click.command()
@@ -74,8 +29,8 @@ def run(forge: Any, goal_file: Path, run_id: str | None, as_json: bool) -> None:
     if not goal_file.exists():
         raise UserError(f"{goal_file}: no such goal file")
     goal = forge.load_goal(goal_file)
-    summary = forge.run(goal, run_id=run_id, reporter=_reporter(as_json))
-    _finish(summary, as_json)
+    summary = forge.run(goal, run_id=run_id, reporter=run_reporter(as_json))
+    finish_run(summary, as_json)
 
 
 @click.command()
@@ -93,9 +48,9 @@ def resume(forge: Any, run_id: str, as_json: bool) -> None:
         finished = forge.status(run_id).get("status") == "finished"
     except UserError:  # no state yet: forge.resume says whether the run exists
         finished = False
-    summary = forge.resume(run_id, reporter=_reporter(as_json))
+    summary = forge.resume(run_id, reporter=run_reporter(as_json))
     if not finished:
-        _finish(summary, as_json)
+        finish_run(summary, as_json)
     elif as_json:
         echo_json(summary)
     else:
