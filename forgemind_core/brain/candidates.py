@@ -386,7 +386,7 @@ def run_candidates(loop: Any, n: int, plan: Plan, plan_data: Mapping[str, Any], 
     ]
     for note in notes:
         loop.reporter.line(f"  candidates: {note}")
-    loop._record("candidates.launched", iteration=n, stage="candidates",
+    loop.record("candidates.launched", iteration=n, stage="candidates",
                  payload={"candidates": [{"candidate": j.candidate, "run_id": j.run_id, "branch": j.branch,
                                           "changes": dict(j.changes)} for j in jobs],
                           "projected_usd": projected[:len(jobs)], "budget_share_usd": share, "notes": notes,
@@ -437,8 +437,8 @@ def _ingest(loop: Any, job: CandidateJob, storage: Path, error: str) -> dict[str
         ingested[job.run_id] = cost
         if cost:
             loop.budget.settle(0.0, cost)
-        loop._save_state()
-    loop._record("cost", iteration=job.iteration, stage="candidates", key=job.run_id,
+        loop.save_state()
+    loop.record("cost", iteration=job.iteration, stage="candidates", key=job.run_id,
                  payload={"usd": cost, "what": f"candidate {job.candidate}", "run": job.run_id,
                           "total_usd": loop.budget.spent_usd})
     loop.reporter.line(f"    {job.branch}: {done.get('status')} "
@@ -465,4 +465,4 @@ def adopt_winner(loop: Any, n: int, data: Mapping[str, Any]) -> None:
     adopted = loop.state.setdefault("adopted", {})
     if adopted.get(str(n)) != data["winner_run"]:
         adopted[str(n)] = data["winner_run"]
-        loop._save_state()
+        loop.save_state()

@@ -23,7 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import evolve
 from forgemind_hookspecs import (
@@ -44,6 +44,7 @@ from forgemind_hookspecs import (
     IterationSummary,
     Plan,
     StageContext,
+    SuccessCriterion,
     TaskPack,
     TrainRequest,
     UserError,
@@ -55,7 +56,9 @@ from forgemind_hookspecs import (
 from forgemind_hookspecs.snapshots import read_snapshot, write_snapshot
 
 from forgemind_core.base import VERSION as __version__
+from forgemind_core.base.protocols import RunHandle
 from forgemind_core.base.servers import ServerPool
+from forgemind_core.brain.decide import best_try, meets_success
 
 __all__ = ["STAGES", "Loop", "NullReporter", "read_status", "run_dir"]
 
@@ -196,7 +199,7 @@ class Loop:
             on_change=self._on_budget,
         )
         # Model servers the goal's `server:` keys ask for, stopped when run() ends (servers.py).
-        self.servers = ServerPool(forge, context=lambda: self.context(0, "servers"), record=self._record)
+        self.servers = ServerPool(forge, context=lambda: self.context(0, "servers"), record=self.record)
 
     # --- construction -------------------------------------------------------------------------
 
@@ -221,8 +224,8 @@ class Loop:
             "started": time.time(),
             "parent": dict(parent or {}),
         }
-        loop._save_state()
-        loop._record(
+        loop.save_state()
+        loop.record(
             "run.started",
             payload={
                 "goal": to_dict(goal),
@@ -248,9 +251,9 @@ class Loop:
         if loop.state.get("status") == "finished":  # nothing to resume; run() returns the summary
             # The same run.finished again (same id, so recorders that have it ignore it), in case
             # the process died between state.json and the event: the registry then agrees.
-            loop._record("run.finished", payload={k: loop.state.get(k) for k in ("outcome", "reasons", "stable_checkpoint")})
+            loop.record("run.finished", payload={k: loop.state.get(k) for k in ("outcome", "reasons", "stable_checkpoint")})
             return loop
-        loop._record(
+        loop.record(
             "run.resumed",
             key=str(time.time_ns()),
             payload={"from_iteration": loop.state.get("iteration", 0), "from_stage": loop.state.get("stage", "")},
@@ -259,13 +262,14 @@ class Loop:
 
     # --- bookkeeping --------------------------------------------------------------------------
 
-    def _save_state(self) -> None:
+    def save_state(self) -> None:
+        """Write ``state`` (with the budget spent so far) to ``state.json``, atomically."""
         self.state["spent_usd"] = self.budget.spent_usd
         _write_json(self.dir / "state.json", self.state)
 
     def _on_budget(self, budget: Budget) -> None:
         self.state["spent_usd"] = budget.spent_usd
-        self._save_state()
+        self.save_state()
 
     def _elapsed(self) -> float:
         return float(self.state.get("elapsed_s", 0.0)) + (time.monotonic() - self._started_clock)
@@ -288,8 +292,9 @@ class Loop:
             id=content_hash([self.run_id, iteration, stage, kind, key]),
         )
 
-    def _record(self, kind: str, *, iteration: int = 0, stage: str = "", payload: Mapping[str, Any] | None = None,
+    def record(self, kind: str, *, iteration: int = 0, stage: str = "", payload: Mapping[str, Any] | None = None,
                 key: str = "") -> None:
+        """Record one event of this run (its id is deterministic in run, iteration, stage, kind, key)."""
         self._emit([self._event(kind, iteration=iteration, stage=stage, payload=payload, key=key)])
 
     def _emit(self, events: Sequence[Event]) -> None:
@@ -383,7 +388,7 @@ class Loop:
         def emit(kind: str, payload: Mapping[str, Any]) -> None:
             counter["n"] += 1
             key = f"{payload.get('name', '')}:{payload.get('step', counter['n'])}" if kind == "metric" else str(counter["n"])
-            self._record(kind, iteration=iteration, stage=stage, payload=payload, key=key)
+            self.record(kind, iteration=iteration, stage=stage, payload=payload, key=key)
 
         return StageContext(
             run_id=self.run_id,
@@ -411,18 +416,18 @@ class Loop:
         data = _read_json(path)
         if data is None:
             self._check_wall_clock(stage)
-            self._record("stage.started", iteration=iteration, stage=stage)
+            self.record("stage.started", iteration=iteration, stage=stage)
             started = time.monotonic()
             data = produce(self.context(iteration, stage))
             data["seconds"] = round(time.monotonic() - started, 3)
             _write_json(path, data)
         # Recorded after the output is safe on disk and before the next stage starts; a repeat
         # after a crash carries the same id, so recorders ignore it.
-        self._record("stage.finished", iteration=iteration, stage=stage,
+        self.record("stage.finished", iteration=iteration, stage=stage,
                      payload=dict(summary(data) if summary else {}))
         self.state.update(iteration=iteration, stage=stage, elapsed_s=self._elapsed())
         self._started_clock = time.monotonic()
-        self._save_state()
+        self.save_state()
         return dict(data)
 
     def _reused(self, iteration: int, stage: str) -> dict[str, Any]:
@@ -472,8 +477,8 @@ class Loop:
             self.state.update(status="finished", outcome=outcome, reasons=reasons, stable_checkpoint=stable,
                               elapsed_s=self._elapsed(), finished=time.time())
             self._started_clock = time.monotonic()
-            self._save_state()
-            self._record("run.finished", payload={"outcome": outcome, "reasons": reasons, "stable_checkpoint": stable})
+            self.save_state()
+            self.record("run.finished", payload={"outcome": outcome, "reasons": reasons, "stable_checkpoint": stable})
             self.reporter.line(f"[bold]{outcome}[/bold]: " + "; ".join(reasons))
             return self.summary()
         finally:
@@ -503,7 +508,7 @@ class Loop:
 
         data = self._stage(0, "base", produce, lambda d: {"checkpoint_id": d["checkpoint"]["id"]})
         checkpoint = from_dict(Checkpoint, data["checkpoint"])
-        self._record("checkpoint", stage="base", payload={"checkpoint": to_dict(checkpoint), **self._reused(0, "base")})
+        self.record("checkpoint", stage="base", payload={"checkpoint": to_dict(checkpoint), **self._reused(0, "base")})
         self.reporter.line(f"base model: {checkpoint.path}")
         return checkpoint
 
@@ -512,7 +517,7 @@ class Loop:
         plan_data = self._stage(n, "plan", lambda ctx: self._plan(n, ctx),
                                 lambda d: {"reasons": d["plan"]["reasons"]})
         plan = from_dict(Plan, plan_data["plan"])
-        self._record("plan", iteration=n, stage="plan", payload={"plan": to_dict(plan), "reasons": list(plan.reasons)})
+        self.record("plan", iteration=n, stage="plan", payload={"plan": to_dict(plan), "reasons": list(plan.reasons)})
         for reason in plan.reasons:
             self.reporter.line(f"  planner: {reason}")
         if self.goal.search.candidates > 1:  # K plans as branches of the run (forgemind_core/brain/candidates.py)
@@ -540,13 +545,13 @@ class Loop:
                                    f"{rev['edited']} edited, {rev['pending']} pending")
         ds = self._stage(n, "dataset", lambda ctx: self._dataset(n, ctx), lambda d: {"dataset_id": d["dataset"]["id"]})
         dataset = from_dict(DatasetRef, ds["dataset"])
-        self._record("dataset", iteration=n, stage="dataset", payload={"dataset": to_dict(dataset), **self._reused(n, "dataset")})
+        self.record("dataset", iteration=n, stage="dataset", payload={"dataset": to_dict(dataset), **self._reused(n, "dataset")})
         self.reporter.line(f"  dataset: {dataset.n_examples} examples ({dataset.id})")
 
         request = self._train_request(n, plan, base, dataset)
         est = self._stage(n, "estimate", lambda ctx: self._estimate(request, ctx), lambda d: {"affordable": d["affordable"]})
         estimate = from_dict(Estimate, est["estimate"])
-        self._record("estimate", iteration=n, stage="estimate",
+        self.record("estimate", iteration=n, stage="estimate",
                      payload={"estimate": to_dict(estimate), "budget_remaining_usd": self.budget.remaining_usd()})
         self.reporter.line(
             f"  estimate: {estimate.tokens:,} tokens, {estimate.steps} steps, ~{estimate.seconds:.0f} s, ${estimate.total_cost_usd:.4f}"
@@ -556,7 +561,7 @@ class Loop:
 
         tr = self._stage(n, "train", lambda ctx: self._train(n, request, estimate, ctx), lambda d: {"checkpoint_id": d["checkpoint"]["id"]})
         checkpoint = from_dict(Checkpoint, tr["checkpoint"])
-        self._record("checkpoint", iteration=n, stage="train", payload={"checkpoint": to_dict(checkpoint), **self._reused(n, "train")})
+        self.record("checkpoint", iteration=n, stage="train", payload={"checkpoint": to_dict(checkpoint), **self._reused(n, "train")})
         curve = checkpoint.manifest.get("loss_curve") or []
         if curve:
             self.reporter.line(f"  train: loss {_first_loss(curve):.3f} -> {_last_loss(curve):.3f} ({checkpoint.path})")
@@ -564,7 +569,7 @@ class Loop:
         ev = self._stage(n, "evaluate", lambda ctx: self._evaluate(n, checkpoint, plan_data, ctx),
                          lambda d: {"scores": d["scores"]})
         for tier, report in ev["reports"].items():
-            self._record("eval.report", iteration=n, stage="evaluate", key=tier,
+            self.record("eval.report", iteration=n, stage="evaluate", key=tier,
                          payload={"report": report, **self._reused(n, "evaluate")})
         self.reporter.line("  scores: " + " · ".join(f"{t} {s:.0%}" for t, s in ev["scores"].items()))
 
@@ -575,13 +580,13 @@ class Loop:
     def _finish_iteration(self, n: int, decision: Decision, *, recorded: bool = False) -> Decision:
         if not recorded:
             _write_json(self.iter_dir(n) / "decide.json", {"decision": to_dict(decision)})
-        self._record("decision", iteration=n, stage="decide", payload={"decision": to_dict(decision)})
+        self.record("decision", iteration=n, stage="decide", payload={"decision": to_dict(decision)})
         if decision.action == "promote" and decision.checkpoint_id and self._needs_approval() and not self._is_candidate():
             from forgemind_core.warden.review import request_approval
 
             request_approval(self, n, decision.checkpoint_id, decision.reasons)
         elif decision.action == "promote" and decision.checkpoint_id and not self._is_candidate():
-            self._record("promotion", iteration=n, stage="decide",
+            self.record("promotion", iteration=n, stage="decide",
                          payload={"checkpoint_id": decision.checkpoint_id, "channel": "stable", "run_id": self.run_id})
         self.reporter.line(f"  decision: [bold]{decision.action}[/bold] - " + "; ".join(decision.reasons))
         return decision
@@ -627,7 +632,7 @@ class Loop:
         if have:  # re-deliver what a crash may have left unrecorded; ids make it a no-op otherwise
             for i in range(0, len(have), _BATCH):
                 batch = have[i:i + _BATCH]
-                self._record("examples", iteration=n, stage="generate", key=f"{batch[0].id}:{len(batch)}",
+                self.record("examples", iteration=n, stage="generate", key=f"{batch[0].id}:{len(batch)}",
                              payload={"examples": [to_dict(e) for e in batch]})
         note = ""
         pending: list[Example] = []
@@ -641,7 +646,7 @@ class Loop:
                     return
                 out.flush()
                 os.fsync(out.fileno())
-                self._record("examples", iteration=n, stage="generate", key=f"{pending[0].id}:{len(pending)}",
+                self.record("examples", iteration=n, stage="generate", key=f"{pending[0].id}:{len(pending)}",
                              payload={"examples": [to_dict(e) for e in pending]})
                 pending.clear()
 
@@ -680,11 +685,12 @@ class Loop:
         choice = next((c for c in self.goal.generate if c.backend == gp.generator), None)
         return dict(choice.options) if choice is not None else {}
 
-    def _examples(self, n: int) -> list[Example]:
+    def examples(self, n: int) -> list[Example]:
+        """The examples the generate stage of iteration ``n`` wrote (a torn last line cut off)."""
         return _read_jsonl_examples(self.iter_dir(n) / "examples.jsonl")
 
     def _filter(self, n: int, ctx: StageContext) -> dict[str, Any]:
-        examples = self._examples(n)
+        examples = self.examples(n)
         kept = examples
         dropped_by_reason: dict[str, int] = {}
         verdict_path = self.iter_dir(n) / "verdicts.jsonl"
@@ -704,7 +710,7 @@ class Loop:
                         dropped_by_reason[reason] = dropped_by_reason.get(reason, 0) + 1
                 for i in range(0, len(verdicts), _BATCH):
                     batch = list(verdicts[i:i + _BATCH])
-                    self._record("verdicts", iteration=n, stage="filter", key=f"{choice.backend}:{i}",
+                    self.record("verdicts", iteration=n, stage="filter", key=f"{choice.backend}:{i}",
                                  payload={"verdicts": [to_dict(v) for v in batch]})
                 kept = survivors
             out.flush()
@@ -723,7 +729,7 @@ class Loop:
     def _dataset(self, n: int, ctx: StageContext) -> dict[str, Any]:
         filt = _read_json(self.iter_dir(n) / "review.json") or _read_json(self.iter_dir(n) / "filter.json")
         keep = set(filt["kept_ids"])
-        new = [e for e in self._examples(n) if e.id in keep]
+        new = [e for e in self.examples(n) if e.id in keep]
         new += [from_dict(Example, e) for e in filt.get("added_examples", [])]  # edited in review
         previous = self.latest_dataset(before=n)
         old = list(read_snapshot(previous.path)) if previous is not None else []
@@ -784,7 +790,7 @@ class Loop:
         cost = float(checkpoint.manifest.get("cost_usd", estimate.cost_usd) or 0.0)
         if cost:
             self.budget.settle(0.0, cost)
-            self._record("cost", iteration=n, stage="train",
+            self.record("cost", iteration=n, stage="train",
                          payload={"usd": cost, "what": "training", "total_usd": self.budget.spent_usd})
         return {"checkpoint": to_dict(checkpoint)}
 
@@ -824,8 +830,7 @@ class Loop:
         scores: Mapping[str, float] = ev["scores"]
         target = scores.get(success.tier)
         canary_ok = scores.get("canary", 1.0) >= success.canary_min
-        adversarial_ok = scores.get("adversarial", 1.0) >= success.adversarial_min
-        met = target is not None and target >= success.threshold and canary_ok and adversarial_ok
+        met = meets_success(success, scores)
         history = self.history(upto=n)
         if met:
             reasons = (f"{success.tier} {success.metric} {target:.0%} >= {success.threshold:.0%}, canary green, "
@@ -921,7 +926,7 @@ class Loop:
             })
         stable_id = self.state.get("stable_checkpoint")
         stable = {"id": stable_id, "path": checkpoints.get(stable_id)} if stable_id else None
-        best = _best_try(iterations, self.goal.success.tier, self.goal.success.canary_min)
+        best = best_try(iterations, self.goal.success)
         if best is not None:
             best = {**best, "path": checkpoints.get(best["id"])}
         return {
@@ -946,17 +951,8 @@ def _drops(by_reason: Mapping[str, int]) -> str:
 
 
 def _best_try(iterations: Sequence[Mapping[str, Any]], tier: str, canary_min: float) -> dict[str, Any] | None:
-    """The iteration whose checkpoint scored highest on the goal's tier with the canary green (the
-    later one on a tie), or ``None``: a stopped run still says which of its models is the best, since
-    a later try can score lower than an earlier one."""
-    best: dict[str, Any] | None = None
-    for item in iterations:
-        scores = item["scores"]
-        if not item.get("checkpoint") or tier not in scores or scores.get("canary", 1.0) < canary_min:
-            continue
-        if best is None or scores[tier] >= best["score"]:
-            best = {"id": item["checkpoint"], "iteration": item["iteration"], "tier": tier, "score": scores[tier]}
-    return best
+    """:func:`forgemind_core.brain.decide.best_try` for a tier and canary floor (kept for tests)."""
+    return best_try(iterations, SuccessCriterion(tier=tier, canary_min=canary_min))
 
 
 class _Stop(Exception):
@@ -1044,3 +1040,8 @@ def read_status(home: Path, run_id: str) -> dict[str, Any]:
                 os.close(fd)
     return {**state, "iterations": iterations, "driven_by_pid": driving,
             "tiers": list(TIERS)}
+
+
+if TYPE_CHECKING:  # mypy checks that Loop is what candidates and the Warden's review are written against
+    def _is_run_handle(loop: Loop) -> RunHandle:
+        return loop

@@ -152,7 +152,7 @@ def request_approval(loop: Any, n: int, checkpoint_id: str, reasons: Sequence[st
         scores={str(k): float(v) for k, v in (evaluate.get("scores") or {}).items()},
         reasons=(*reasons, "the policy requires a human's approval before promotion"),
     )
-    loop._record("review.item", iteration=n, stage="decide", key=item.id, payload={"item": to_dict(item)})
+    loop.record("review.item", iteration=n, stage="decide", key=item.id, payload={"item": to_dict(item)})
     return item
 
 
@@ -302,7 +302,7 @@ def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
     folder = loop.iter_dir(n)
     filt = json.loads((folder / "filter.json").read_text())
     kept_ids: list[str] = list(filt["kept_ids"])
-    examples = {e.id: e for e in loop._examples(n)}
+    examples = {e.id: e for e in loop.examples(n)}
     flagged = _flagged(folder / "verdicts.jsonl", set(kept_ids))
     if policy.review.sample > 0:
         rest = [i for i in kept_ids if i not in flagged]
@@ -317,14 +317,14 @@ def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
     ]
     for i in range(0, len(items), _BATCH):
         for item in items[i:i + _BATCH]:
-            loop._record("review.item", iteration=n, stage="review", key=item.id, payload={"item": to_dict(item)})
+            loop.record("review.item", iteration=n, stage="review", key=item.id, payload={"item": to_dict(item)})
     inherited = _inherit_decisions(loop, n, items)
     undecided = [item for item in items if item.id not in inherited]
     if undecided:
         choice = loop.goal.review
         reviewer = loop.forge.backend("reviewers", choice.backend or "human", choice.options, field="review")
         for decision in reviewer.review(undecided, ctx):
-            loop._record("review.decision", iteration=n, stage="review", key=f"{decision.item_id}:backend",
+            loop.record("review.decision", iteration=n, stage="review", key=f"{decision.item_id}:backend",
                          payload={"decision": to_dict(decision)})
     decided = _wait(loop, n, items, policy) if items else {}
     verdicts: list[Verdict] = []
@@ -358,10 +358,10 @@ def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
             counts["approved"] += 1
             verdicts.append(Verdict(eid, "review", True, rule="approved", reason=f"{row['action']}d by {who}"))
     if added:
-        loop._record("examples", iteration=n, stage="review", key="edits",
+        loop.record("examples", iteration=n, stage="review", key="edits",
                      payload={"examples": [to_dict(e) for e in added]})
     if verdicts:
-        loop._record("verdicts", iteration=n, stage="review", key="review",
+        loop.record("verdicts", iteration=n, stage="review", key="review",
                      payload={"verdicts": [to_dict(v) for v in verdicts]})
     final = [i for i in kept_ids if i not in dropped]
     final_examples = [examples[i] for i in final] + added
@@ -411,7 +411,7 @@ def _inherit_decisions(loop: Any, n: int, items: Sequence[ReviewItem]) -> set[st
         decision = ReviewDecision(item_id=item.id, action=row["action"], reviewer=row.get("reviewer") or "?",
                                   reason=row.get("reason") or "", edited=row.get("edited"),
                                   time=float(row.get("decided") or time.time()))
-        loop._record("review.decision", iteration=n, stage="review", key=f"{item.id}:inherited",
+        loop.record("review.decision", iteration=n, stage="review", key=f"{item.id}:inherited",
                      payload={"decision": to_dict(decision), "inherited_from": source, "item": row["item_id"]})
         done.add(item.id)
     return done
@@ -437,7 +437,7 @@ def _wait(loop: Any, n: int, items: Sequence[ReviewItem], policy: Any) -> dict[s
         timeout = policy.review.wait_timeout_s
         if timeout is not None and time.monotonic() - started >= timeout:
             loop.state["status"] = "paused"
-            loop._save_state()
+            loop.save_state()
             raise ReviewPending(
                 f"run {loop.run_id} paused: {waiting} review item(s) still undecided after {timeout:g} s; "
                 f"decide them with `forge review {loop.run_id}`, then `forge resume {loop.run_id}`"
