@@ -101,7 +101,7 @@ def last_iteration(folder: Path) -> int:
 
 
 def _goal_dict(goal: Goal) -> dict[str, Any]:
-    from forgemind_core.brain.goals import _goal_dict as flat_goal
+    from forgemind_core.brain.goals import goal_dict as flat_goal
 
     return flat_goal(goal)
 

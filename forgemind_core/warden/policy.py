@@ -1,7 +1,8 @@
 """Policy files: read and validated like goal files, every mistake one sentence with its line.
 
 A policy file is YAML (see docs/warden.md). It is read with the goal loader's machinery
-(ruamel's round-trip loader keeps the line of every key; cattrs structures it into
+(:mod:`forgemind_core.base.yamlfile`: ruamel's round-trip loader keeps the line of every key;
+the strict converter of :mod:`forgemind_core.base.convert` structures it into
 :class:`~forgemind_hookspecs.policy.Policy` with unknown keys forbidden), and then checked for
 what types cannot say: every regex compiles, scores and shares lie in 0..1, call names are
 dotted names. :func:`validate_policy` returns *all* problems at once.
@@ -23,15 +24,14 @@ from cattrs.errors import BaseValidationError
 from forgemind_hookspecs.errors import ConfigError, UserError
 from forgemind_hookspecs.policy import Policy
 
-from forgemind_core.brain.goals import (
-    _describe,
-    _Fatal,
-    _load_yaml,
-    _Problems,
-    _read_file,
-    _report_structure_error,
-    _to_plain,
-    goal_converter,
+from forgemind_core.base.convert import describe, goal_converter
+from forgemind_core.base.yamlfile import (
+    Fatal,
+    Problems,
+    load_yaml,
+    read_file,
+    report_structure_error,
+    to_plain,
 )
 
 __all__ = ["load_policy", "parse_policy", "validate_policy"]
@@ -56,7 +56,7 @@ def _num(value: Any) -> float | None:
         return None  # the converter reports the type
 
 
-def _check(data: Mapping[str, Any], problems: _Problems) -> None:
+def _check(data: Mapping[str, Any], problems: Problems) -> None:
     """What types cannot say, checked on the plain data so that it is reported together with
     type errors: regexes compile, scores and shares lie in 0..1, call names are dotted names."""
 
@@ -109,7 +109,7 @@ def _check(data: Mapping[str, Any], problems: _Problems) -> None:
 
 
 def _read(raw: bytes | str, display: str, source: str | None) -> tuple[Policy | None, list[UserError]]:
-    problems = _Problems(file=display)
+    problems = Problems(file=display)
     policy: Policy | None = None
     try:
         if isinstance(raw, bytes):
@@ -117,11 +117,11 @@ def _read(raw: bytes | str, display: str, source: str | None) -> tuple[Policy | 
                 raw = raw.decode("utf-8-sig")
             except UnicodeDecodeError as error:
                 raise problems.fatal(f"not UTF-8 text (byte at offset {error.start} cannot be decoded)") from None
-        data = _to_plain(_load_yaml(raw, problems), problems) if raw.strip() else {}
+        data = to_plain(load_yaml(raw, problems), problems) if raw.strip() else {}
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise problems.fatal(f"expected a mapping of policy fields at the top level, got {_describe(data)}", 1)
+            raise problems.fatal(f"expected a mapping of policy fields at the top level, got {describe(data)}", 1)
         if "source" in data:
             problems.add(("source",), "unknown key 'source' (it is set by the loader)")
             data = {k: v for k, v in data.items() if k != "source"}
@@ -129,12 +129,12 @@ def _read(raw: bytes | str, display: str, source: str | None) -> tuple[Policy | 
         try:
             policy = goal_converter().structure(_shape(data), Policy)
         except BaseValidationError as error:
-            _report_structure_error(error, (), Policy, data, problems, noun="key")
+            report_structure_error(error, (), Policy, data, problems, noun="key")
         except (TypeError, ValueError, AttributeError, KeyError) as error:  # never a traceback
             problems.add((), f"cannot read the policy: {error}")
         if policy is not None:
             policy = attrs.evolve(policy, source=source)
-    except _Fatal:
+    except Fatal:
         policy = None
     errors = problems.sorted()
     return (policy if not errors else None), errors
@@ -149,9 +149,9 @@ def _raise(errors: list[UserError]) -> None:
 
 def validate_policy(path: str | os.PathLike[str]) -> list[UserError]:
     """Every problem of a policy file, in line order (empty: the file is fine)."""
-    raw, error = _read_file(path)
+    raw, error = read_file(path, what="policy file")
     if error is not None or raw is None:
-        return [ConfigError(str(error.message).replace("goal file", "policy file"), file=os.fspath(path))] if error else []
+        return [ConfigError(str(error.message), file=os.fspath(path))] if error else []
     return _read(raw, os.fspath(path), str(Path(path).resolve()))[1]
 
 
@@ -171,10 +171,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         key = None
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    raw, error = _read_file(path)
+    raw, error = read_file(path, what="policy file")
     if error is not None or raw is None:
-        raise ConfigError(str(error.message if error else "cannot read").replace("goal file", "policy file"),
-                          file=os.fspath(path))
+        raise ConfigError(str(error.message if error else "cannot read"), file=os.fspath(path))
     policy, errors = _read(raw, os.fspath(path), str(resolved))
     if errors or policy is None:
         _raise(errors or [ConfigError("the policy could not be read", file=os.fspath(path))])

@@ -9,11 +9,14 @@ option is caught here too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from forgemind_core.cli.tools import echo_json, json_option, pass_forge
+
+if TYPE_CHECKING:  # forge --help must not import the API
+    from forgemind_core.api import Forge
 
 __all__ = ["DATA_FORMATS", "problem_dict", "validate"]
 
@@ -68,7 +71,7 @@ def _parse_columns(columns: tuple[str, ...]) -> dict[str, str]:
 @json_option
 @pass_forge
 def validate(
-    forge: Any,
+    forge: Forge,
     goal: Path | None,
     data: Path | None,
     data_format: str | None,
