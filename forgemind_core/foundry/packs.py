@@ -7,6 +7,10 @@ prompt templates and slot values the offline ``template`` generator expands (and
 format is documented in ``docs/task-packs.md``; this module reads it and reports every mistake
 as one sentence naming the file, the line and the field.
 
+Rendering a pack's text into prompts (``format_prompt``, slot expansion) lives in
+:mod:`forgemind_core.foundry.prompts`, reading its evaluation suites in
+:mod:`forgemind_core.foundry.suites`; both are re-exported here.
+
 ruamel.yaml is imported inside the functions that need it so that importing this module (which
 ``forge --help`` does) stays cheap.
 """
@@ -16,22 +20,27 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from forgemind_hookspecs.dataformats import (
-    jsonl_lines,
-    parse_json_line,
-    read_user_bytes,
-    text_problem,
-)
-from forgemind_hookspecs.errors import ConfigError, DataError
-from forgemind_hookspecs.records import TIERS, EvalCase, PromptTemplate, TaskPack
+from forgemind_hookspecs.dataformats import read_user_bytes
+from forgemind_hookspecs.errors import ConfigError
+from forgemind_hookspecs.records import TIERS, PromptTemplate, TaskPack
 
-from forgemind_core.base.options import unknown_backend_message
+from forgemind_core.foundry.prompts import (
+    HEAD_SEPARATOR,
+    SLOT_PATTERN,
+    expand,
+    format_prompt,
+    slot_names,
+    split_head,
+)
+from forgemind_core.foundry.suites import load_suite, load_suites
 
 __all__ = [
+    "HEAD_SEPARATOR",
+    "MAX_PACK_YAML_BYTES",
     "PACK_FILE",
     "SLOT_PATTERN",
     "expand",
@@ -39,20 +48,13 @@ __all__ = [
     "load_pack",
     "load_suite",
     "load_suites",
+    "pack_path",
     "slot_names",
     "split_head",
 ]
 
 #: The file that makes a folder a task pack.
 PACK_FILE = "pack.yaml"
-
-#: ``{name}`` placeholders. Only names that are slots (or ``input``/``head``/``body`` where
-#: documented) are replaced; any other ``{word}`` is left alone so Python f-strings and dict
-#: literals inside templates survive.
-SLOT_PATTERN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-#: A line holding only this separates a template's head (e.g. imports) from its body.
-HEAD_SEPARATOR = "---"
 
 _PACK_KEYS = frozenset(
     {
@@ -71,79 +73,9 @@ _PACK_KEYS = frozenset(
     }
 )
 _TEMPLATE_KEYS = frozenset({"id", "category", "prompt", "completion", "instruction", "weight", "strategies"})
-_CASE_KEYS = frozenset({"input", "expected", "category", "checker", "meta"})
 _DATA_SUFFIXES = (".jsonl", ".csv", ".parquet")
 #: The largest YAML file of a pack read (pack.yaml, slots, templates, frames).
 MAX_PACK_YAML_BYTES = 16 * 2**20
-
-
-# --------------------------------------------------------------------------------------------
-# Prompt formatting and slot expansion (used by the template generator and the evaluator).
-# --------------------------------------------------------------------------------------------
-
-
-def format_prompt(pack: TaskPack, input: str) -> str:
-    """Turn a task input (a snippet, a ticket) into the exact prompt the model sees.
-
-    Training examples and evaluation cases both go through this function, so what the model is
-    trained on and what it is scored on share one format. Only the literal ``{input}`` in
-    ``pack.prompt_format`` is replaced (``str.format`` would choke on braces in code).
-    """
-    return pack.prompt_format.replace("{input}", input)
-
-
-def slot_names(text: str) -> list[str]:
-    """The ``{name}`` placeholders in ``text``, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for match in SLOT_PATTERN.finditer(text):
-        seen.setdefault(match.group(1), None)
-    return list(seen)
-
-
-def expand(
-    text: str,
-    slots: Mapping[str, Sequence[str]],
-    choose: Any,
-    bound: dict[str, str] | None = None,
-    *,
-    depth: int = 6,
-) -> str:
-    """Fill ``{slot}`` placeholders in ``text`` with slot values, recursively.
-
-    A slot value may itself contain placeholders (a small grammar). Every occurrence of one slot
-    name within one expansion gets the *same* value (``bound`` remembers the choices), so a name
-    introduced in one line can be used again further down.
-
-    :param choose: ``choose(values) -> value``, e.g. ``random.Random(seed).choice``.
-    :param bound: choices already made; updated in place.
-    :param depth: how deep slot values may nest before expansion stops.
-    """
-    if bound is None:
-        bound = {}
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in slots:
-            return match.group(0)
-        if name not in bound:
-            value = choose(list(slots[name]))
-            bound[name] = expand(value, slots, choose, bound, depth=depth - 1) if depth > 0 else value
-        return bound[name]
-
-    return SLOT_PATTERN.sub(replace, text)
-
-
-def split_head(text: str) -> tuple[str, str]:
-    """Split an expanded template into ``(head, body)`` at a line holding only ``---``.
-
-    The head (imports, a ticket's subject) goes where a frame says ``{head}``; the body where it
-    says ``{body}``. Without a separator the head is empty.
-    """
-    lines = text.split("\n")
-    for index, line in enumerate(lines):
-        if line.strip() == HEAD_SEPARATOR:
-            return "\n".join(lines[:index]).strip("\n"), "\n".join(lines[index + 1 :]).strip("\n")
-    return "", text.strip("\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,92 +442,3 @@ def _data_files(where: _Where, root: Path, doc: Mapping[str, Any]) -> tuple[str,
                 raise where.error(f"{path.name!r} is not a .jsonl, .csv or .parquet file", node, index, field)
             files.append(str(path))
     return tuple(files)
-
-
-# --------------------------------------------------------------------------------------------
-# Suites
-# --------------------------------------------------------------------------------------------
-
-
-def load_suite(
-    path: str | Path,
-    tier: str,
-    *,
-    labels: Sequence[str] = (),
-    checkers: Collection[str] | None = None,
-) -> list[EvalCase]:
-    """Read one evaluation suite (JSONL) into :class:`EvalCase` records of ``tier``.
-
-    Each line is an object with ``input`` (required text), ``expected`` (text), ``category``
-    (defaults to ``expected``), ``checker`` (a scorer name, optional) and ``meta`` (an object,
-    optional). Blank lines and lines starting with ``#`` are skipped.
-
-    :param labels: when given, ``expected`` must be one of them (catches typos such as ``B60``).
-    :param checkers: when given, the installed scorer names a ``checker`` must be one of.
-    :raises DataError: a bad row, naming the file, line and field.
-    :raises ConfigError: the file is missing, not a regular file, or ``tier`` is unknown.
-    """
-    path = Path(path)
-    if tier not in TIERS:
-        raise ConfigError(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}", file=str(path))
-    cases: list[EvalCase] = []
-    seen: dict[str, int] = {}
-    for number, raw in jsonl_lines(path, error=ConfigError, what="suite file"):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        case = _case(path, number, line, tier, labels, checkers)
-        if case.id in seen:
-            raise DataError(f"duplicate case (same input as line {seen[case.id]})", file=str(path), line=number)
-        seen[case.id] = number
-        cases.append(case)
-    if not cases:
-        raise DataError("the suite has no cases", file=str(path))
-    return cases
-
-
-def _case(
-    path: Path, number: int, line: str, tier: str, labels: Sequence[str], checkers: Collection[str] | None
-) -> EvalCase:
-    def fail(message: str, field: str | None = None) -> DataError:
-        return DataError(message, file=str(path), line=number, field=field)
-
-    row, problem = parse_json_line(line)
-    if problem:
-        raise fail(problem)
-    if not isinstance(row, dict):
-        raise fail("a case must be a JSON object")
-    unknown = sorted(set(row) - _CASE_KEYS)
-    if unknown:
-        raise fail(f"unknown field; expected one of {', '.join(sorted(_CASE_KEYS))}", unknown[0])
-    text = row.get("input")
-    if not isinstance(text, str) or not text.strip():
-        raise fail("is required and must be non-empty text", "input")
-    expected = row.get("expected", "")
-    if not isinstance(expected, str):
-        raise fail("must be text", "expected")
-    checker = row.get("checker")
-    if checker is not None and not isinstance(checker, str):
-        raise fail("must be a scorer name", "checker")
-    if checker is not None and checkers is not None and checker not in checkers:
-        raise fail(unknown_backend_message("scorers", checker, dict.fromkeys(checkers)), "checker")
-    for key in ("input", "expected", "checker", "category"):
-        if isinstance(row.get(key), str) and (problem := text_problem(row[key])):
-            raise fail(problem, key)
-    if labels and checker is None and expected not in labels:
-        raise fail(f"{expected!r} is not one of the pack's labels ({', '.join(labels)})", "expected")
-    category = row.get("category", expected or None)
-    if category is not None and not isinstance(category, str):
-        raise fail("must be text", "category")
-    meta = row.get("meta", {})
-    if not isinstance(meta, dict):
-        raise fail("must be a JSON object", "meta")
-    return EvalCase(input=text, expected=expected, tier=tier, category=category, checker=checker, meta=meta)
-
-
-def load_suites(pack: TaskPack, *, checkers: Collection[str] | None = None) -> dict[str, list[EvalCase]]:
-    """Every suite of ``pack`` by tier, checked against the pack's labels (and, when given, the
-    installed scorer names a case's ``checker`` must be one of)."""
-    return {
-        tier: load_suite(path, tier, labels=pack.labels, checkers=checkers) for tier, path in pack.suites.items()
-    }
