@@ -7,13 +7,14 @@ executor are written against it, not against ``Loop``. :class:`KernelHandle` is 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from forgemind_hookspecs import Budget, DatasetRef, Event, Example, Goal, IterationSummary
+from forgemind_hookspecs import Budget, DatasetRef, Event, Example, Goal, IterationSummary, TaskPack
 
-__all__ = ["KernelHandle", "Reporter", "RunHandle"]
+__all__ = ["KernelHandle", "NullReporter", "Record", "Reporter", "RunHandle"]
 
 
 class KernelHandle(Protocol):
@@ -28,6 +29,27 @@ class KernelHandle(Protocol):
     def registry(self) -> Any:
         """The registry (``forgemind_registry``'s answer)."""
         ...
+
+    def load_goal(self, path: str | os.PathLike[str]) -> Goal:
+        """Read and validate a goal file against this kernel's backends."""
+        ...
+
+    def load_pack(self, goal: Goal) -> TaskPack | None:
+        """The goal's task pack, if it names one."""
+        ...
+
+    def backend(self, pillar: str, name: str, options: Mapping[str, Any] | None = None, *,
+                field: str | None = None) -> Any:
+        """The backend ``name`` of ``pillar`` (``"reviewers"``, ``"executors"``, ...), built with ``options``."""
+        ...
+
+
+class Record(Protocol):
+    """``record(kind, iteration=, stage=, payload=, key=)``: records one event of the run (the
+    loop's :meth:`RunHandle.record`), as the rooms' stages get it."""
+
+    def __call__(self, kind: str, *, iteration: int = 0, stage: str = "",
+                 payload: Mapping[str, Any] | None = None, key: str = "") -> None: ...
 
 
 class Reporter(Protocol):
@@ -79,3 +101,24 @@ class RunHandle(Protocol):
     def latest_dataset(self, *, before: int) -> DatasetRef | None:
         """The dataset of the latest iteration before ``before`` that built one."""
         ...
+
+
+class NullReporter:
+    """A :class:`Reporter` that shows nothing (the API's default)."""
+
+    def line(self, text: str) -> None:
+        return None
+
+    def progress(self, description: str, total: float | None = None) -> Any:
+        return _NullTask()
+
+    def event(self, event: Event) -> None:
+        return None
+
+
+class _NullTask:
+    def advance(self, n: float = 1, **fields: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -11,16 +11,38 @@
 - :func:`best_try` is the best of a run's iterations by :func:`rank`, among those that trained a
   checkpoint, have a score on the goal's tier and a green canary: a stopped run still names its
   best model, since a later try can score lower than an earlier one.
+- :func:`first_plan` / :func:`next_plan`: the plan stage's plan (the planner's first proposal,
+  or the previous iteration's decision's next plan); :func:`decide` is the decide stage: promote
+  on success, stop at a limit (budget, ``max_iterations``, ``patience``), else ask the planner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from forgemind_hookspecs import SuccessCriterion
+from attrs import evolve
+from forgemind_hookspecs import (
+    Checkpoint,
+    Decision,
+    ForgeError,
+    Goal,
+    IterationSummary,
+    Plan,
+    Planner,
+    StageContext,
+    SuccessCriterion,
+    from_dict,
+    to_dict,
+)
 
-__all__ = ["best_try", "meets_success", "rank"]
+from forgemind_core.base.protocols import KernelHandle
+
+__all__ = ["NoPlan", "best_try", "decide", "first_plan", "meets_success", "next_plan", "no_progress", "rank"]
+
+
+class NoPlan(Exception):
+    """The planner proposed no first plan: the run ends with this reason (the loop's stop)."""
 
 
 def meets_success(success: SuccessCriterion, scores: Mapping[str, float]) -> bool:
@@ -51,3 +73,66 @@ def best_try(iterations: Sequence[Mapping[str, Any]], success: SuccessCriterion)
     best = max(eligible, key=lambda item: rank(success, item["scores"], cost_usd=float(item.get("cost_usd") or 0.0),
                                                order=int(item["iteration"])))
     return {"id": best["checkpoint"], "iteration": best["iteration"], "tier": tier, "score": best["scores"][tier]}
+
+
+def planner(forge: KernelHandle, goal: Goal) -> Planner:
+    """The goal's ``planners`` backend."""
+    return cast(Planner, forge.backend("planners", goal.planner.backend, goal.planner.options, field="planner"))
+
+
+def first_plan(goal: Goal, forge: KernelHandle, ctx: StageContext) -> Plan:
+    """The plan of iteration 1: the planner's proposal for a run with no history."""
+    decision = planner(forge, goal).plan(goal, [], ctx)
+    if decision.next_plan is None:
+        raise NoPlan("; ".join(decision.reasons) or "the planner proposed no plan")
+    return decision.next_plan
+
+
+def next_plan(n: int, previous: Mapping[str, Any]) -> Plan:
+    """The plan of iteration ``n``: the next plan of iteration ``n - 1``'s ``decide.json``."""
+    plan = from_dict(Decision, previous["decision"]).next_plan
+    if plan is None:
+        raise ForgeError(f"iteration {n - 1} decided to iterate without a next plan")
+    return plan
+
+
+def no_progress(history: Sequence[IterationSummary], tier: str, patience: int) -> bool:
+    """True when the last ``patience`` iterations did not beat the best score before them."""
+    scores = [float(h.scores.get(tier, {}).get("accuracy", 0.0)) for h in history if h.scores]
+    if patience <= 0 or len(scores) <= patience:
+        return False
+    best_before = max(scores[:-patience])
+    return max(scores[-patience:]) <= best_before
+
+
+def decide(n: int, checkpoint: Checkpoint, scores: Mapping[str, float], ctx: StageContext, *, goal: Goal,
+           forge: KernelHandle, history: Sequence[IterationSummary], generate_note: str = "") -> dict[str, Any]:
+    """The decide stage of iteration ``n``: ``{"decision": Decision}``. ``history`` is the run's
+    iterations up to ``n``; ``generate_note`` says why generation stopped early (the budget)."""
+    success = goal.success
+    target = scores.get(success.tier)
+    canary_ok = scores.get("canary", 1.0) >= success.canary_min
+    if meets_success(success, scores):
+        reasons = (f"{success.tier} {success.metric} {target or 0.0:.0%} >= {success.threshold:.0%}, canary green, "
+                   f"adversarial {scores.get('adversarial', 1.0):.0%} >= {success.adversarial_min:.0%}",)
+        return {"decision": to_dict(Decision("promote", reasons=reasons, checkpoint_id=checkpoint.id))}
+    if not canary_ok:
+        why = f"canary at {scores.get('canary', 0.0):.1%} < {success.canary_min:.0%}"
+    elif target is None:
+        why = f"no {success.tier} score"
+    elif target < success.threshold:
+        why = f"{success.tier} {success.metric} {target:.1%} < {success.threshold:.0%}"  # 89.8%, not "90% < 90%"
+    else:
+        why = f"adversarial {scores.get('adversarial', 0.0):.1%} < {success.adversarial_min:.0%}"
+    if generate_note:  # generation stopped at the budget: nothing is left to pay for another try
+        return {"decision": to_dict(Decision("stop", reasons=(why, generate_note)))}
+    if n >= goal.limits.max_iterations:
+        return {"decision": to_dict(Decision("stop", reasons=(why, f"reached max_iterations={goal.limits.max_iterations}")))}
+    if no_progress(history, success.tier, goal.limits.patience):
+        return {"decision": to_dict(Decision("stop", reasons=(why, f"no progress in {goal.limits.patience} tries")))}
+    decision = planner(forge, goal).plan(goal, history, ctx)
+    if decision.action == "iterate" and decision.next_plan is not None:
+        decision = evolve(decision, reasons=(why, *decision.reasons), checkpoint_id=checkpoint.id)
+    else:
+        decision = evolve(decision, action="stop", reasons=(why, *decision.reasons), checkpoint_id=checkpoint.id)
+    return {"decision": to_dict(decision)}
