@@ -21,9 +21,9 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
@@ -44,6 +44,7 @@ __all__ = [
     "dotted_field",
     "field_line",
     "load_yaml",
+    "raise_first",
     "read_file",
     "report_structure_error",
     "to_plain",
@@ -119,6 +120,15 @@ class Problems:
         for error in self.errors:
             unique.setdefault(str(error), error)
         return sorted(unique.values(), key=lambda e: (e.line is not None, e.line or 0))
+
+
+def raise_first(errors: Sequence[UserError]) -> NoReturn:
+    """Raise the first of ``errors`` (at least one) with every further one attached as a note
+    (:meth:`BaseException.add_note`), so a caller can show them all (``__notes__``)."""
+    first = errors[0]
+    for other in errors[1:]:
+        first.add_note(str(other))
+    raise first
 
 
 # ------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from forgemind_core.base.yamlfile import (
     YamlPath,
     field_line,
     load_yaml,
+    raise_first,
     read_file,
     report_structure_error,
     to_plain,
@@ -336,10 +337,7 @@ def parse_goal(
 
 def _goal_or_raise(goal: Goal | None, errors: list[UserError]) -> Goal:
     if errors:
-        first = errors[0]
-        for other in errors[1:]:
-            first.add_note(str(other))
-        raise first
+        raise_first(errors)
     if goal is None:  # pragma: no cover - _read returns errors whenever it returns no goal
         raise ForgeError("the goal could not be read")
     return goal

@@ -8,8 +8,7 @@ The pack itself is read by :mod:`forgemind_core.foundry.packs`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from forgemind_hookspecs.records import TaskPack
 
@@ -45,7 +44,7 @@ def slot_names(text: str) -> list[str]:
 def expand(
     text: str,
     slots: Mapping[str, Sequence[str]],
-    choose: Any,
+    choose: Callable[[list[str]], str],
     bound: dict[str, str] | None = None,
     *,
     depth: int = 6,

@@ -29,6 +29,7 @@ from forgemind_core.base.yamlfile import (
     Fatal,
     Problems,
     load_yaml,
+    raise_first,
     read_file,
     report_structure_error,
     to_plain,
@@ -140,13 +141,6 @@ def _read(raw: bytes | str, display: str, source: str | None) -> tuple[Policy | 
     return (policy if not errors else None), errors
 
 
-def _raise(errors: list[UserError]) -> None:
-    first = errors[0]
-    for other in errors[1:]:
-        first.add_note(str(other))
-    raise first
-
-
 def validate_policy(path: str | os.PathLike[str]) -> list[UserError]:
     """Every problem of a policy file, in line order (empty: the file is fine)."""
     raw, error = read_file(path, what="policy file")
@@ -176,8 +170,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         raise ConfigError(str(error.message if error else "cannot read"), file=os.fspath(path))
     policy, errors = _read(raw, os.fspath(path), str(resolved))
     if errors or policy is None:
-        _raise(errors or [ConfigError("the policy could not be read", file=os.fspath(path))])
-    assert policy is not None
+        raise_first(errors or [ConfigError("the policy could not be read", file=os.fspath(path))])
     if key is not None:
         _CACHE[key] = policy
     return policy
@@ -191,6 +184,5 @@ def parse_policy(text: str | Mapping[str, Any], *, source: str = "<policy>") -> 
         text = json.dumps(dict(text))  # JSON is YAML: one reading path for both
     policy, errors = _read(text, source, None)
     if errors or policy is None:
-        _raise(errors or [ConfigError("the policy could not be read", file=source)])
-    assert policy is not None
+        raise_first(errors or [ConfigError("the policy could not be read", file=source)])
     return policy
