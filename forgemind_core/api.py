@@ -97,6 +97,13 @@ class Forge:
     def home(self, value: str | os.PathLike[str]) -> None:
         self._home = _absolute(value)
 
+    @property
+    def plugin_args(self) -> Mapping[str, Any]:
+        """What this kernel was built with (``plugins``, ``entry_points``, ``builtins``,
+        ``blocked``): a worker process (a candidate's, forgemind_core/brain/candidates.py) builds
+        the same kernel from it."""
+        return dict(self._plugin_args)
+
     # --- plugins ---------------------------------------------------------------------------
 
     @cached_property

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forgemind_hookspecs import Budget, DatasetRef, Event, Example, Goal, IterationSummary, TaskPack
+from forgemind_hookspecs.policy import Policy
 
 __all__ = ["KernelHandle", "NullReporter", "Record", "Reporter", "RunHandle"]
 
@@ -20,7 +21,16 @@ __all__ = ["KernelHandle", "NullReporter", "Record", "Reporter", "RunHandle"]
 class KernelHandle(Protocol):
     """The ``Forge`` kernel as the rooms see it."""
 
-    home: Path
+    @property
+    def home(self) -> Path:
+        """The home folder (absolute)."""
+        ...
+
+    @property
+    def plugin_args(self) -> Mapping[str, Any]:
+        """What the kernel was built with (``plugins``, ``entry_points``, ``builtins``,
+        ``blocked``): a worker process builds the same kernel from it."""
+        ...
 
     def record(self, events: Sequence[Event]) -> None:
         """Hand events to every recorder."""
@@ -65,7 +75,6 @@ class Reporter(Protocol):
 class RunHandle(Protocol):
     """A running loop, as the Warden's review and the candidates executor use it."""
 
-    forge: Any
     goal: Goal
     run_id: str
     state: dict[str, Any]
@@ -73,8 +82,23 @@ class RunHandle(Protocol):
     reporter: Reporter
 
     @property
+    def forge(self) -> KernelHandle:
+        """The kernel the run belongs to."""
+        ...
+
+    @property
     def dir(self) -> Path:
         """The run's folder."""
+        ...
+
+    @property
+    def policy(self) -> Policy | None:
+        """The goal's safety policy (``review.policy``), or ``None``."""
+        ...
+
+    @property
+    def log(self) -> Any:
+        """The run's structlog logger (``log.jsonl`` in the run folder)."""
         ...
 
     def iter_dir(self, iteration: int) -> Path:

@@ -6,8 +6,9 @@ stage (docs/candidates.md):
 1. :func:`propose` turns the planner's plan into K plans: the planner's own first, the others
    drawn (seeded) from ``search.space`` (``train.<option>``, ``dataset_size``, ``strategy``).
 2. Each becomes a :class:`CandidateJob`: a picklable, self-contained unit (the goal, the plan, the
-   parent run and the paths) that the goal's executor backend runs (``executor.map``), in worker
-   processes on this machine (``local``) or on a Ray cluster (``forgemind-ray``).
+   parent run, the paths, and the kernel and loop classes by importable name) that the goal's
+   executor backend runs (``executor.map``), in worker processes on this machine (``local``) or
+   on a Ray cluster (``forgemind-ray``).
 3. :func:`run_candidate` (in the worker) runs the candidate as a *branch* of the run: a child run
    whose folder starts with copies of the parent's records before this iteration (as
    ``forge fork`` does, forks.py) and whose iteration n is the candidate plan. It never touches
@@ -17,7 +18,8 @@ stage (docs/candidates.md):
    retry resumes that child run (training resumes from its last checkpoint).
 4. The driver (:func:`run_candidates`) ingests the journals of finished candidates into the
    registry, charges their cost to the run's budget, and picks the winner by the goal's success
-   criterion (met first, then the target tier's score, then the lower cost). The run adopts the
+   criterion (:func:`forgemind_core.brain.decide.rank`: met first, then the target tier's score,
+   then the canary, then the lower cost, then the first proposed). The run adopts the
    winner's iteration: its stage records are copied into the run's iteration folder and
    re-recorded with ``inherited_from`` (the registry links them as *reused*), so the loop goes on
    to decide exactly as if it had run the winning plan itself. Losers stay inspectable and
@@ -25,15 +27,18 @@ stage (docs/candidates.md):
 
 A driver that crashes resumes the stage: candidates with a ``candidate.json`` are ingested, not
 run again.
+
+The driver sees its run through :class:`~forgemind_core.base.protocols.RunHandle`; the worker
+builds its kernel and its loop from the classes the driver runs with, named in the job, so this
+module imports neither the API nor the loop.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
-import json
 import os
 import random
-import re
 import shutil
 import sys
 import types
@@ -53,6 +58,13 @@ from forgemind_hookspecs import (
     to_dict,
 )
 
+from forgemind_core.base.events import branch_slug, overrides_text
+from forgemind_core.base.fsio import append_jsonl, link_or_copy, read_json, read_jsonl, write_json
+from forgemind_core.base.protocols import KernelHandle, RunHandle
+from forgemind_core.base.runfolder import RECORDED_STAGES, RunFolder, run_dir
+from forgemind_core.brain.decide import rank
+from forgemind_core.brain.search import space_key_problem
+
 __all__ = [
     "CandidateJob",
     "adopt_winner",
@@ -65,23 +77,9 @@ __all__ = [
 #: Files of a finished candidate folder.
 DONE = "candidate.json"
 JOURNAL = "journal.jsonl"
-_TRAIN_KEY = re.compile(r"^train\.[A-Za-z_][A-Za-z0-9_]*$")
-#: The stage records of an iteration the run adopts from its winning candidate.
-_ADOPTED = ("generate", "filter", "review", "dataset", "estimate", "train", "evaluate")
-_STAGE_FILES = {"generate": ("examples.jsonl",), "filter": ("verdicts.jsonl",)}
-
-
-def space_key_problem(key: str, values: Sequence[Any]) -> str:
-    """What is wrong with one ``search.space`` entry (one sentence), or ``""``."""
-    if not (_TRAIN_KEY.match(key) or key in ("dataset_size", "strategy")):
-        return "unknown search key; use train.<option> (e.g. train.learning_rate), dataset_size or strategy"
-    if not values:
-        return "expected a non-empty list of values to try"
-    if key == "dataset_size" and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
-        return "expected a list of positive integers (new examples per candidate)"
-    if key == "strategy" and not all(isinstance(v, str) and v for v in values):
-        return "expected a list of strategy names"
-    return ""
+#: The stage records of an iteration the run adopts from its winning candidate (all but its own
+#: plan and decision).
+_ADOPTED = tuple(s for s in RECORDED_STAGES if s not in ("plan", "decide"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,8 +139,9 @@ class CandidateJob:
     """One candidate, self-contained and picklable: what a worker needs to run it anywhere that
     can import forgemind_core and see ``storage`` (and ``home``, for the parent's records).
 
-    ``plugins`` are the driver's in-process plugins as importable ``(module, attribute)`` names
-    (attribute ``""`` for a module); ``python_path`` is added to the worker's ``sys.path``.
+    ``kernel`` and ``loop`` are the driver's kernel (``Forge``) and loop classes as importable
+    ``(module, qualified name)`` pairs; ``plugins`` are the driver's in-process plugins as such
+    names (attribute ``""`` for a module); ``python_path`` is added to the worker's ``sys.path``.
     """
 
     home: str
@@ -155,6 +154,8 @@ class CandidateJob:
     branch: str
     goal: Mapping[str, Any]
     plan: Mapping[str, Any]
+    kernel: tuple[str, str]
+    loop: tuple[str, str]
     adversarial_cases: tuple[Mapping[str, Any], ...] = ()
     changes: Mapping[str, Any] = Factory(dict)
     plugins: tuple[tuple[str, str], ...] = ()
@@ -164,58 +165,64 @@ class CandidateJob:
     python_path: tuple[str, ...] = ()
 
     @property
+    def run_folder(self) -> RunFolder:
+        """The candidate's run folder, under ``storage``."""
+        return RunFolder(Path(self.storage), self.run_id)
+
+    @property
     def folder(self) -> Path:
-        return Path(self.storage) / "runs" / self.run_id
+        return run_dir(Path(self.storage), self.run_id)
 
 
-def _import_plugin(module: str, attribute: str) -> Any:
-    import importlib
-
+def _import_name(module: str, attribute: str) -> Any:
     obj: Any = importlib.import_module(module)
     for part in filter(None, attribute.split(".")):
         obj = getattr(obj, part)
     return obj
 
 
-def _journal_forge(job: CandidateJob, journal: Path) -> Any:
-    """A kernel for the worker whose recorders are one append-only file, not the registry."""
-    from forgemind_core.api import Forge
+def _importable_name(cls: type) -> tuple[str, str]:
+    """``(module, qualified name)`` of ``cls``, or of its nearest base a worker can import by
+    that name (a class made inside a function cannot be)."""
+    for klass in cls.__mro__:
+        try:
+            if _import_name(klass.__module__, klass.__qualname__) is klass:
+                return klass.__module__, klass.__qualname__
+        except (ImportError, AttributeError):
+            continue
+    raise ForgeError(f"{cls!r} cannot be sent to candidate workers: no base of it is importable by name")
 
-    class JournalForge(Forge):
-        def record(self, events: Sequence[Event]) -> None:
-            if not events:
-                return
-            with open(journal, "a", encoding="utf-8") as fh:
-                for event in events:
-                    fh.write(json.dumps(to_dict(event), sort_keys=True, default=str, ensure_ascii=False) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
 
-    plugins = [_import_plugin(m, a) for m, a in job.plugins]
-    return JournalForge(home=job.storage, plugins=plugins, entry_points=job.entry_points,
-                        builtins=job.builtins, blocked=job.blocked)
+def _journal_forge(job: CandidateJob, journal: Path) -> KernelHandle:
+    """A kernel for the worker, of the driver's kernel class, whose recorders are one
+    append-only file (fsynced per batch), not the registry."""
+
+    def record(self: Any, events: Sequence[Event]) -> None:
+        if events:
+            append_jsonl(journal, [to_dict(event) for event in events])
+
+    kernel = type("JournalForge", (_import_name(*job.kernel),), {"record": record})
+    plugins = [_import_name(m, a) for m, a in job.plugins]
+    forge: KernelHandle = kernel(home=job.storage, plugins=plugins, entry_points=job.entry_points,
+                                 builtins=job.builtins, blocked=job.blocked)
+    return forge
 
 
 def _prepare(job: CandidateJob) -> dict[str, Any]:
     """Copy the parent's records before the candidate's iteration into the child's folder (as a
     fork does) and write the candidate's plan; return the fork's ``parent`` record."""
-    from forgemind_core.brain.forks import _link_or_copy
-    from forgemind_core.brain.loop import RECORDED_STAGES, _write_json
-
-    parent_dir = Path(job.home) / "runs" / job.parent_run
+    parent, child = RunFolder(Path(job.home), job.parent_run), job.run_folder
     reused: dict[str, list[str]] = {}
-    if (parent_dir / "base.json").is_file():
-        _link_or_copy(parent_dir / "base.json", job.folder / "base.json")
+    if parent.base_file.is_file():
+        link_or_copy(parent.base_file, child.base_file)
         reused["0"] = ["base"]
     for k in range(1, job.iteration):
-        names = [s for s in RECORDED_STAGES if (parent_dir / f"iter-{k}" / f"{s}.json").is_file()]
+        names = parent.finished_stages(k)
         for name in names:
-            for file in (f"{name}.json", *_STAGE_FILES.get(name, ())):
-                if (parent_dir / f"iter-{k}" / file).is_file():
-                    _link_or_copy(parent_dir / f"iter-{k}" / file, job.folder / f"iter-{k}" / file)
+            parent.copy_stage(k, name, child)
         if names:
             reused[str(k)] = names
-    _write_json(job.folder / f"iter-{job.iteration}" / "plan.json",
+    write_json(child.stage_file(job.iteration, "plan"),
                 {"plan": dict(job.plan), "adversarial_cases": list(job.adversarial_cases),
                  "candidate": job.candidate, "changes": dict(job.changes)})
     return {
@@ -243,44 +250,45 @@ def run_candidate(job: CandidateJob) -> dict[str, Any]:
     resumed from its last finished stage. Exceptions of the candidate's own run are caught and
     recorded (status ``failed``); a killed process leaves no ``candidate.json``.
     """
-    from forgemind_core.brain.loop import Loop, _read_json, _write_json
-
     for entry in job.python_path:
         if entry not in sys.path:
             sys.path.append(entry)
     _limit_threads_from_env()
-    folder = job.folder
-    done = _read_json(folder / DONE)
+    run = job.run_folder
+    folder = run.path
+    done = read_json(folder / DONE)
     if done is not None:
         return dict(done)
     (folder / ".attempts").mkdir(parents=True, exist_ok=True)
     (folder / ".attempts" / str(os.getpid())).write_text(str(os.getpid()))
+    read_jsonl(folder / JOURNAL, repair=True)  # a dead attempt's torn last event is cut off: appends start clean
     forge = _journal_forge(job, folder / JOURNAL)
+    loop_class = _import_name(*job.loop)
     result: dict[str, Any] = {
         "run_id": job.run_id, "candidate": job.candidate, "iteration": job.iteration, "branch": job.branch,
         "changes": dict(job.changes), "plan": dict(job.plan), "status": "finished", "error": "",
         "pid": os.getpid(), "attempts": len(list((folder / ".attempts").iterdir())),
     }
     try:
-        if (folder / "goal.json").is_file():
-            loop = Loop.resume(forge, job.run_id)
+        if run.goal_file.is_file():
+            loop = loop_class.resume(forge, job.run_id)
         else:
             parent = _prepare(job)
-            loop = Loop.start(forge, from_dict(Goal, dict(job.goal)), run_id=job.run_id, parent=parent)
+            loop = loop_class.start(forge, from_dict(Goal, dict(job.goal)), run_id=job.run_id, parent=parent)
         summary = loop.run()
         result.update(outcome=summary.get("outcome"), reasons=summary.get("reasons", []),
                       cost_usd=float(summary.get("cost_usd") or 0.0))
     except Exception as error:  # the candidate failed on its own terms: recorded, not retried
         result.update(status="failed", error=f"{type(error).__name__}: {error}", cost_usd=float(
-            (_read_json(folder / "state.json") or {}).get("spent_usd", 0.0)))
+            (read_json(run.state_file) or {}).get("spent_usd", 0.0)))
     n = job.iteration
-    ev = _read_json(folder / f"iter-{n}" / "evaluate.json") or {}
-    tr = _read_json(folder / f"iter-{n}" / "train.json") or {}
-    est = _read_json(folder / f"iter-{n}" / "estimate.json") or {}
+    ev = read_json(run.stage_file(n, "evaluate")) or {}
+    tr = read_json(run.stage_file(n, "train")) or {}
+    est = read_json(run.stage_file(n, "estimate")) or {}
     result.update(scores=dict(ev.get("scores") or {}), evaluated=bool(ev),
                   checkpoint_id=(tr.get("checkpoint") or {}).get("id"),
                   estimate_usd=float((est.get("estimate") or {}).get("cost_usd", 0.0) or 0.0))
-    _write_json(folder / DONE, result)  # atomic: the candidate's record exists whole or not at all
+    write_json(folder / DONE, result)  # atomic: the candidate's record exists whole or not at all
     return result
 
 
@@ -289,9 +297,9 @@ def run_candidate(job: CandidateJob) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _plugin_names(forge: Any) -> tuple[tuple[str, str], ...]:
+def _plugin_names(forge: KernelHandle) -> tuple[tuple[str, str], ...]:
     names = []
-    for plugin in forge._plugin_args["plugins"]:
+    for plugin in forge.plugin_args["plugins"]:
         obj = plugin[1] if isinstance(plugin, tuple) else plugin
         if isinstance(obj, types.ModuleType):
             names.append((obj.__name__, ""))
@@ -304,11 +312,10 @@ def _plugin_names(forge: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _branch(n: int, k: int, changes: Mapping[str, Any]) -> str:
-    what = ",".join(f"{key.split('.')[-1]}={value}" for key, value in changes.items()) or "planned"
-    return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", f"candidate-{n}.{k}:{what}")[:60]
+    return branch_slug(f"candidate-{n}.{k}:{overrides_text(changes) or 'planned'}")
 
 
-def _projected_costs(loop: Any, n: int, plans: Sequence[Plan]) -> list[float | None]:
+def _projected_costs(loop: RunHandle, n: int, plans: Sequence[Plan]) -> list[float | None]:
     """Each candidate's cost, projected from the last trained iteration's estimate (cost per
     example of its dataset, times the dataset the candidate would train on); ``None`` with no
     such history (the per-candidate budget share still bounds the spend)."""
@@ -324,30 +331,23 @@ def _projected_costs(loop: Any, n: int, plans: Sequence[Plan]) -> list[float | N
 
 
 def _read_events(path: Path) -> list[Event]:
+    """The events of a candidate's journal, up to a torn last line (a worker that died midway)."""
     events = []
-    if path.exists():
-        for raw in path.read_bytes().splitlines(keepends=True):
-            if not raw.endswith(b"\n"):
-                break  # a torn last line: the writer died midway
-            try:
-                events.append(from_dict(Event, json.loads(raw)))
-            except ValueError:
-                continue
+    for record in read_jsonl(path):
+        try:
+            events.append(from_dict(Event, record))
+        except ValueError:
+            continue
     return events
 
 
-def _rank(goal: Goal, row: Mapping[str, Any]) -> tuple[Any, ...]:
-    success = goal.success
-    scores = row.get("scores") or {}
-    target = scores.get(success.tier)
-    met = (target is not None and target >= success.threshold
-           and scores.get("canary", 1.0) >= success.canary_min
-           and scores.get("adversarial", 1.0) >= success.adversarial_min)
-    return (met, target if target is not None else -1.0, scores.get("canary", 0.0), -float(row.get("cost_usd") or 0.0),
-            -int(row["candidate"]))
+def _rank(goal: Goal, row: Mapping[str, Any]) -> tuple[bool, float, float, float, int]:
+    """A finished candidate's sort key: the Brain's ranking of tries, the first proposed winning ties."""
+    return rank(goal.success, row.get("scores") or {}, cost_usd=float(row.get("cost_usd") or 0.0),
+                order=-int(row["candidate"]))
 
 
-def run_candidates(loop: Any, n: int, plan: Plan, plan_data: Mapping[str, Any], ctx: StageContext) -> dict[str, Any]:
+def run_candidates(loop: RunHandle, n: int, plan: Plan, plan_data: Mapping[str, Any], ctx: StageContext) -> dict[str, Any]:
     """The ``candidates`` stage of iteration ``n``: propose, check the budget, run the candidates
     on the goal's executor, ingest the finished ones and pick the winner."""
     goal: Goal = loop.goal
@@ -372,12 +372,14 @@ def run_candidates(loop: Any, n: int, plan: Plan, plan_data: Mapping[str, Any], 
     child_goal = evolve(goal, limits=evolve(goal.limits, max_iterations=n, budget_usd=share),
                         search=SearchSection(), source=goal.source)
     parent_branch = (loop.state.get("parent") or {}).get("branch") or "main"
-    args = loop.forge._plugin_args
+    args = loop.forge.plugin_args
+    kernel, loop_class = _importable_name(type(loop.forge)), _importable_name(type(loop))
     jobs = [
         CandidateJob(
             home=str(loop.forge.home), storage=str(storage), parent_run=loop.run_id, parent_branch=parent_branch,
             iteration=n, candidate=p.candidate, run_id=f"{loop.run_id}-c{n}.{p.candidate}",
             branch=_branch(n, p.candidate, changes), goal=to_dict(child_goal), plan=to_dict(p),
+            kernel=kernel, loop=loop_class,
             adversarial_cases=tuple(plan_data.get("adversarial_cases") or ()), changes=changes,
             plugins=_plugin_names(loop.forge), entry_points=bool(args["entry_points"]),
             builtins=bool(args["builtins"]), blocked=args["blocked"], python_path=tuple(sys.path),
@@ -415,18 +417,16 @@ def run_candidates(loop: Any, n: int, plan: Plan, plan_data: Mapping[str, Any], 
             "plan": winner["plan"], "reason": f"best of {len(finished)} by {goal.success.tier} {goal.success.metric}"}
 
 
-def _ingest(loop: Any, job: CandidateJob, storage: Path, error: str) -> dict[str, Any]:
+def _ingest(loop: RunHandle, job: CandidateJob, storage: Path, error: str) -> dict[str, Any]:
     """Bring one candidate's records into the registry and the run folder: only a finished one
     (``candidate.json`` present); a dead worker's partial folder is left as it is, unrecorded."""
-    from forgemind_core.brain.loop import _read_json
-
-    done = _read_json(job.folder / DONE)
+    done = read_json(job.folder / DONE)
     if done is None:
         return {"candidate": job.candidate, "run_id": job.run_id, "branch": job.branch, "status": "lost",
                 "error": error or "the worker did not finish", "changes": dict(job.changes), "plan": dict(job.plan)}
     home = Path(loop.forge.home)
     if storage.resolve() != home.resolve():  # records into the home's run folder, weights stay shared
-        shutil.copytree(job.folder, home / "runs" / job.run_id, dirs_exist_ok=True,
+        shutil.copytree(job.folder, run_dir(home, job.run_id), dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("train", ".lock"))
     events = _read_events(job.folder / JOURNAL)
     for i in range(0, len(events), 256):
@@ -446,22 +446,18 @@ def _ingest(loop: Any, job: CandidateJob, storage: Path, error: str) -> dict[str
     return dict(done)
 
 
-def adopt_winner(loop: Any, n: int, data: Mapping[str, Any]) -> None:
+def adopt_winner(loop: RunHandle, n: int, data: Mapping[str, Any]) -> None:
     """Make the winning candidate's iteration the run's own: copy its stage records into the
     run's iteration folder (weights and snapshots stay where they are) and pin its plan, so the
     loop's later stages read them back and re-record them as reused from the winner's run."""
-    from forgemind_core.brain.forks import _link_or_copy
-    from forgemind_core.brain.loop import _read_json, _write_json
-
-    winner_dir = Path(loop.forge.home) / "runs" / str(data["winner_run"])
-    target = loop.iter_dir(n)
+    winner = RunFolder(Path(loop.forge.home), str(data["winner_run"]))
+    own = RunFolder(Path(loop.forge.home), loop.run_id)
     for stage in _ADOPTED:
-        for file in (f"{stage}.json", *_STAGE_FILES.get(stage, ())):
-            if (winner_dir / f"iter-{n}" / file).is_file() and not (target / file).exists():
-                _link_or_copy(winner_dir / f"iter-{n}" / file, target / file)
-    plan_data = _read_json(target / "plan.json") or {}
+        winner.copy_stage(n, stage, own, overwrite=False)
+    plan_file = own.stage_file(n, "plan")
+    plan_data = read_json(plan_file) or {}
     if plan_data.get("plan") != data["plan"]:
-        _write_json(target / "plan.json", {**plan_data, "plan": data["plan"], "proposed": plan_data.get("plan")})
+        write_json(plan_file, {**plan_data, "plan": data["plan"], "proposed": plan_data.get("plan")})
     adopted = loop.state.setdefault("adopted", {})
     if adopted.get(str(n)) != data["winner_run"]:
         adopted[str(n)] = data["winner_run"]

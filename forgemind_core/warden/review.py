@@ -13,6 +13,10 @@ over SSH, the dashboard, an imported JSONL file) reaches a waiting loop through 
 - :func:`request_approval` / :func:`approve`: a policy with ``approval_required`` turns the
   loop's promotion into a ``promotion`` review item; ``forge approve CHECKPOINT`` records the
   approval (reviewer, time) and then the promotion.
+
+The stage sees its run through :class:`~forgemind_core.base.protocols.RunHandle` and the kernel
+through :class:`~forgemind_core.base.protocols.KernelHandle`: the Warden imports nothing of the
+Brain that drives it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from forgemind_hookspecs import (
-    Event,
+    DataError,
     Example,
     ForgeError,
     Message,
@@ -39,6 +43,12 @@ from forgemind_hookspecs import (
     content_hash,
     to_dict,
 )
+from forgemind_hookspecs.policy import Policy
+
+from forgemind_core.base.events import make_event
+from forgemind_core.base.fsio import dumps_line, read_json, read_jsonl, write_json
+from forgemind_core.base.protocols import KernelHandle, RunHandle
+from forgemind_core.base.runfolder import RunFolder
 
 __all__ = [
     "ACTIONS",
@@ -76,14 +86,10 @@ def default_reviewer() -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _event(run_id: str, kind: str, iteration: int, stage: str, payload: Mapping[str, Any], key: str) -> Event:
-    return Event(run_id=run_id, kind=kind, iteration=iteration, stage=stage, payload=dict(payload),
-                 seq=time.time_ns() // 1000, id=content_hash([run_id, iteration, stage, kind, key]))
-
-
-def _record_decision(forge: Any, row: Mapping[str, Any], decision: ReviewDecision) -> None:
-    event = _event(row["run_id"], "review.decision", int(row.get("iteration") or 0), "review",
-                   {"decision": to_dict(decision)}, f"{decision.item_id}:{decision.time!r}:{decision.action}")
+def _record_decision(forge: KernelHandle, row: Mapping[str, Any], decision: ReviewDecision) -> None:
+    event = make_event(row["run_id"], "review.decision", iteration=int(row.get("iteration") or 0), stage="review",
+                       payload={"decision": to_dict(decision)},
+                       key=f"{decision.item_id}:{decision.time!r}:{decision.action}")
     forge.record([event])
 
 
@@ -92,13 +98,13 @@ def _record_decision(forge: Any, row: Mapping[str, Any], decision: ReviewDecisio
 # --------------------------------------------------------------------------------------------
 
 
-def queue(forge: Any, run_id: str | None = None, *, status: str | None = "pending",
+def queue(forge: KernelHandle, run_id: str | None = None, *, status: str | None = "pending",
           subject_kind: str | None = None) -> list[dict[str, Any]]:
     """Review items, oldest first, each with its latest decision and ``status``."""
     return list(forge.registry().reviews(run_id, status=status, subject_kind=subject_kind))
 
 
-def _find(forge: Any, item_id: str) -> dict[str, Any]:
+def _find(forge: KernelHandle, item_id: str) -> dict[str, Any]:
     rows = queue(forge, status=None)
     exact = [r for r in rows if r["item_id"] == item_id]
     matches = exact or [r for r in rows if item_id and r["item_id"].startswith(item_id)]
@@ -110,7 +116,7 @@ def _find(forge: Any, item_id: str) -> dict[str, Any]:
     return matches[0]
 
 
-def decide(forge: Any, item_id: str, action: str, *, reason: str | None = None, reviewer: str | None = None,
+def decide(forge: KernelHandle, item_id: str, action: str, *, reason: str | None = None, reviewer: str | None = None,
            edit: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Record a decision on one review item (a unique id prefix will do).
 
@@ -140,10 +146,10 @@ def decide(forge: Any, item_id: str, action: str, *, reason: str | None = None, 
             "status": "pending" if action == "skip" else "decided"}
 
 
-def request_approval(loop: Any, n: int, checkpoint_id: str, reasons: Sequence[str]) -> ReviewItem:
+def request_approval(loop: RunHandle, n: int, checkpoint_id: str, reasons: Sequence[str]) -> ReviewItem:
     """Queue the promotion of ``checkpoint_id`` for a human's approval (the loop calls this
     instead of recording the promotion when the policy says ``approval_required``)."""
-    evaluate = json.loads((loop.iter_dir(n) / "evaluate.json").read_text()) if (loop.iter_dir(n) / "evaluate.json").exists() else {}
+    evaluate = read_json(loop.iter_dir(n) / "evaluate.json") or {}
     item = ReviewItem(
         id=content_hash([loop.run_id, n, "promotion", checkpoint_id]),
         run_id=loop.run_id, subject_kind="promotion", subject_id=checkpoint_id,
@@ -156,7 +162,7 @@ def request_approval(loop: Any, n: int, checkpoint_id: str, reasons: Sequence[st
     return item
 
 
-def approve(forge: Any, checkpoint: str, *, reviewer: str | None = None, reason: str = "") -> dict[str, Any]:
+def approve(forge: KernelHandle, checkpoint: str, *, reviewer: str | None = None, reason: str = "") -> dict[str, Any]:
     """Approve a candidate's promotion: record the decision (reviewer, time), then promote it
     to the stable channel. ``checkpoint`` may be a unique prefix of the checkpoint id.
 
@@ -180,25 +186,25 @@ def approve(forge: Any, checkpoint: str, *, reviewer: str | None = None, reason:
     _record_decision(forge, row, decision)
     payload = row.get("payload") or {}
     cid = row["subject_id"]
-    forge.record([_event(row["run_id"], "promotion", int(row.get("iteration") or payload.get("iteration") or 0),
-                         "decide", {"checkpoint_id": cid, "channel": payload.get("channel", "stable"),
-                                    "run_id": row["run_id"], "approved_by": decision.reviewer,
-                                    "approved_at": decision.time, "review_item": row["item_id"]}, "approved")])
+    forge.record([make_event(row["run_id"], "promotion",
+                             iteration=int(row.get("iteration") or payload.get("iteration") or 0), stage="decide",
+                             payload={"checkpoint_id": cid, "channel": payload.get("channel", "stable"),
+                                      "run_id": row["run_id"], "approved_by": decision.reviewer,
+                                      "approved_at": decision.time, "review_item": row["item_id"]},
+                             key="approved")])
     _mark_run_promoted(Path(forge.home), row["run_id"], cid, decision)
     return {**row, "action": "approve", "reviewer": decision.reviewer, "reason": reason,
             "decided": decision.time, "status": "decided"}
 
 
 def _mark_run_promoted(home: Path, run_id: str, checkpoint_id: str, decision: ReviewDecision) -> None:
-    from forgemind_core.brain.loop import _read_json, _write_json, run_dir
-
-    path = run_dir(home, run_id) / "state.json"
-    state = _read_json(path)
+    path = RunFolder(home, run_id).state_file
+    state = read_json(path)
     if state is None or state.get("outcome") != "candidate":
         return
     state.update(outcome="promoted", stable_checkpoint=checkpoint_id,
                  approval={"checkpoint_id": checkpoint_id, "reviewer": decision.reviewer, "time": decision.time})
-    _write_json(path, state)
+    write_json(path, state)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,28 +212,27 @@ def _mark_run_promoted(home: Path, run_id: str, checkpoint_id: str, decision: Re
 # --------------------------------------------------------------------------------------------
 
 
-def export_queue(forge: Any, path: str | os.PathLike[str], run_id: str | None = None) -> int:
+def export_queue(forge: KernelHandle, path: str | os.PathLike[str], run_id: str | None = None) -> int:
     """Write the pending items as JSONL (one item a line, ``decision`` left for the reviewer
     to fill in: ``{"action": ..., "reason": ..., "edited": {...}}``); returns how many."""
     rows = queue(forge, run_id)
     with open(path, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps({"item_id": row["item_id"], "run_id": row["run_id"],
+            fh.write(dumps_line({"item_id": row["item_id"], "run_id": row["run_id"],
                                  "subject_kind": row["subject_kind"], "subject_id": row["subject_id"],
                                  "payload": row["payload"], "scores": row["scores"], "reasons": row["reasons"],
-                                 "decision": None}, ensure_ascii=False, sort_keys=True) + "\n")
+                                 "decision": None}))
     return len(rows)
 
 
-def import_decisions(forge: Any, path: str | os.PathLike[str], *, reviewer: str | None = None) -> list[dict[str, Any]]:
+def import_decisions(forge: KernelHandle, path: str | os.PathLike[str], *,
+                     reviewer: str | None = None) -> list[dict[str, Any]]:
     """Record the decisions of a JSONL file: each line an object with ``item_id`` and either a
     ``decision`` object or top-level ``action`` (``reason``, ``edited``, ``reviewer`` optional).
     Lines without a decision are skipped. Every line is checked before any is recorded.
 
     :raises DataError: naming the file, line and field of the first bad line.
     """
-    from forgemind_hookspecs import DataError
-
     planned: list[tuple[str, str, str | None, str | None, Mapping[str, Any] | None]] = []
     display = os.fspath(path)
     try:
@@ -268,17 +273,13 @@ def import_decisions(forge: Any, path: str | os.PathLike[str], *, reviewer: str 
 
 def _flagged(verdict_path: Path, kept: set[str]) -> dict[str, dict[str, Any]]:
     flagged: dict[str, dict[str, Any]] = {}
-    if not verdict_path.exists():
-        return flagged
-    with open(verdict_path, encoding="utf-8") as fh:
-        for line in fh:
-            v = json.loads(line)
-            if not v.get("review") or v["example_id"] not in kept:
-                continue
-            entry = flagged.setdefault(v["example_id"], {"scores": {}, "reasons": []})
-            if v.get("score") is not None:
-                entry["scores"][f"{v['filter']}.{v.get('rule') or 'score'}"] = float(v["score"])
-            entry["reasons"].append(f"{v['filter']}: {v.get('reason') or 'asked for review'}")
+    for v in read_jsonl(verdict_path):
+        if not v.get("review") or v["example_id"] not in kept:
+            continue
+        entry = flagged.setdefault(v["example_id"], {"scores": {}, "reasons": []})
+        if v.get("score") is not None:
+            entry["scores"][f"{v['filter']}.{v.get('rule') or 'score'}"] = float(v["score"])
+        entry["reasons"].append(f"{v['filter']}: {v.get('reason') or 'asked for review'}")
     return flagged
 
 
@@ -296,11 +297,13 @@ def _edited(example: Example, edit: Mapping[str, Any], reviewer: str) -> Example
     )
 
 
-def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
+def review_stage(loop: RunHandle, n: int, ctx: StageContext) -> dict[str, Any]:
     """Queue, decide or wait, and return the filter stage's output shape after review."""
     policy = loop.policy
+    if policy is None:
+        raise ForgeError(f"run {loop.run_id}: the review stage needs a policy (review.policy in the goal)")
     folder = loop.iter_dir(n)
-    filt = json.loads((folder / "filter.json").read_text())
+    filt = read_json(folder / "filter.json")
     kept_ids: list[str] = list(filt["kept_ids"])
     examples = {e.id: e for e in loop.examples(n)}
     flagged = _flagged(folder / "verdicts.jsonl", set(kept_ids))
@@ -378,19 +381,18 @@ def review_stage(loop: Any, n: int, ctx: StageContext) -> dict[str, Any]:
             "kept_by_category": kept_by_category, "dropped_by_reason": dropped_by_reason}
 
 
-def _ancestors(loop: Any) -> list[str]:
+def _ancestors(loop: RunHandle) -> list[str]:
     """The runs this one was forked from, nearest first (``state.json``'s ``parent``)."""
-    from forgemind_core.brain.loop import _read_json, run_dir
-
     out: list[str] = []
     parent = (loop.state.get("parent") or {}).get("run_id")
     while parent and parent not in out and parent != loop.run_id:
         out.append(parent)
-        parent = ((_read_json(run_dir(loop.forge.home, parent) / "state.json") or {}).get("parent") or {}).get("run_id")
+        state = read_json(RunFolder(loop.forge.home, parent).state_file) or {}
+        parent = (state.get("parent") or {}).get("run_id")
     return out
 
 
-def _inherit_decisions(loop: Any, n: int, items: Sequence[ReviewItem]) -> set[str]:
+def _inherit_decisions(loop: RunHandle, n: int, items: Sequence[ReviewItem]) -> set[str]:
     """In a fork whose review stage runs again (its data changed), record for each item the
     decision a reviewer already made on the same example (same content, same id) in the run it
     was forked from (or that run's parent, ...), marked ``inherited_from``; returns the item ids
@@ -417,13 +419,13 @@ def _inherit_decisions(loop: Any, n: int, items: Sequence[ReviewItem]) -> set[st
     return done
 
 
-def _decisions(loop: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def _decisions(loop: RunHandle, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     wanted = set(ids)
     return {r["item_id"]: r for r in loop.forge.registry().reviews(loop.run_id, status="decided")
             if r["item_id"] in wanted}
 
 
-def _wait(loop: Any, n: int, items: Sequence[ReviewItem], policy: Any) -> dict[str, dict[str, Any]]:
+def _wait(loop: RunHandle, n: int, items: Sequence[ReviewItem], policy: Policy) -> dict[str, dict[str, Any]]:
     decided = _decisions(loop, (i.id for i in items))
     if policy.review.pending != "wait":
         return decided
