@@ -11,20 +11,21 @@
 - :func:`best_try` is the best of a run's iterations by :func:`rank`, among those that trained a
   checkpoint, have a score on the goal's tier and a green canary: a stopped run still names its
   best model, since a later try can score lower than an earlier one.
-- :func:`first_plan` / :func:`next_plan`: the plan stage's plan (the planner's first proposal,
+- :func:`plan_stage` (:func:`first_plan` / :func:`next_plan`): the plan stage's plan (the planner's first proposal,
   or the previous iteration's decision's next plan); :func:`decide` is the decide stage: promote
   on success, stop at a limit (budget, ``max_iterations``, ``patience``), else ask the planner.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from attrs import evolve
 from forgemind_hookspecs import (
     Checkpoint,
     Decision,
+    EvalCase,
     ForgeError,
     Goal,
     IterationSummary,
@@ -36,9 +37,13 @@ from forgemind_hookspecs import (
     to_dict,
 )
 
+from forgemind_core.base.fsio import read_json
 from forgemind_core.base.protocols import KernelHandle
+from forgemind_core.base.runfolder import RunFolder
+from forgemind_core.base.servers import ServerPool
+from forgemind_core.trials import stage as trials
 
-__all__ = ["NoPlan", "best_try", "decide", "first_plan", "meets_success", "next_plan", "no_progress", "rank"]
+__all__ = ["NoPlan", "best_try", "decide", "first_plan", "meets_success", "next_plan", "no_progress", "plan_stage", "rank"]
 
 
 class NoPlan(Exception):
@@ -86,6 +91,16 @@ def first_plan(goal: Goal, forge: KernelHandle, ctx: StageContext) -> Plan:
     if decision.next_plan is None:
         raise NoPlan("; ".join(decision.reasons) or "the planner proposed no plan")
     return decision.next_plan
+
+
+def plan_stage(n: int, ctx: StageContext, *, goal: Goal, forge: KernelHandle, folder: RunFolder,
+               suites: Callable[[], Mapping[str, Sequence[EvalCase]]], servers: ServerPool) -> dict[str, Any]:
+    """The plan stage of iteration ``n``: ``{"plan", "adversarial_cases"}``, the plan (the first
+    proposal, or iteration ``n - 1``'s next plan) and the adversarial cases it adds to evaluate."""
+    plan = first_plan(goal, forge, ctx) if n == 1 else next_plan(n, read_json(folder.stage_file(n - 1, "decide")))
+    plan = evolve(plan, iteration=n)
+    adversarial = trials.adversarial_cases(ctx, goal=goal, suites=suites, servers=servers)
+    return {"plan": to_dict(plan), "adversarial_cases": [to_dict(c) for c in adversarial]}
 
 
 def next_plan(n: int, previous: Mapping[str, Any]) -> Plan:

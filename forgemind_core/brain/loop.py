@@ -52,6 +52,7 @@ from forgemind_hookspecs import (
     StageContext,
     SuccessCriterion,
     TaskPack,
+    Trainer,
     UserError,
     from_dict,
     to_dict,
@@ -69,11 +70,9 @@ from forgemind_core.brain.decide import best_try
 from forgemind_core.brain.state import ParentLink, RunState, new_run_id, resumed_goal
 from forgemind_core.brain.summary import (
     RunHistory,
-    all_eval_cases,
-    first_loss,
-    last_loss,
     read_status,
     run_summary,
+    stage_line,
 )
 from forgemind_core.brain.summary import history as folder_history
 from forgemind_core.forge import stages as forge_stages
@@ -113,8 +112,6 @@ class Loop:
         )
         # Model servers the goal's `server:` keys ask for, stopped when run() ends (servers.py).
         self.servers = ServerPool(forge, context=lambda: self.context(0, "servers"), record=self.record)
-
-    # --- construction -------------------------------------------------------------------------
 
     @classmethod
     def start(cls, forge: KernelHandle, goal: Goal, *, run_id: str | None = None, reporter: Reporter | None = None,
@@ -161,8 +158,6 @@ class Loop:
             payload={"from_iteration": state.iteration if state else 0, "from_stage": state.stage if state else ""},
         )
         return loop
-
-    # --- bookkeeping --------------------------------------------------------------------------
 
     def save_state(self) -> None:
         """Write ``state`` (with the budget spent so far) to ``state.json``, atomically."""
@@ -225,8 +220,6 @@ class Loop:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    # --- what the stages share ----------------------------------------------------------------
-
     @property
     def pack(self) -> TaskPack | None:
         if self._pack is None and self.goal.pack is not None:
@@ -251,10 +244,6 @@ class Loop:
             self._suites = {t: list(c) for t, c in load_suites(pack).items()} if pack is not None else {}
         return self._suites
 
-    def all_eval_cases(self, iteration: int) -> list[EvalCase]:
-        """Every evaluation case up to ``iteration``: the pack's suites and each plan's adversarial cases."""
-        return all_eval_cases(self.folder, self.suites(), iteration)
-
     def iter_dir(self, iteration: int) -> Path:
         """The folder of one iteration."""
         return self.folder.iter_dir(iteration)
@@ -275,7 +264,7 @@ class Loop:
         """The run's summary: what ``forge run --json`` prints."""
         return run_summary(self.folder, self.goal, self.state, spent_usd=self.budget.spent_usd)
 
-    def trainer(self) -> Any:
+    def trainer(self) -> Trainer:
         """The goal's trainer backend."""
         return forge_stages.trainer(self.forge, self.goal)
 
@@ -405,19 +394,12 @@ class Loop:
         self.reporter.line(f"base model: {checkpoint.path}")
         return checkpoint
 
-    def _plan(self, n: int, ctx: StageContext) -> dict[str, Any]:
-        if n == 1:
-            plan = decide.first_plan(self.goal, self.forge, ctx)
-        else:
-            plan = decide.next_plan(n, read_json(self.folder.stage_file(n - 1, "decide")))
-        plan = evolve(plan, iteration=n)
-        adversarial = trials.adversarial_cases(ctx, goal=self.goal, suites=self.suites(), servers=self.servers)
-        return {"plan": to_dict(plan), "adversarial_cases": [to_dict(c) for c in adversarial]}
-
     def _iteration(self, n: int, base: Checkpoint) -> Decision:
         goal, folder, line = self.goal, self.folder, self.reporter.line
         line(f"\n[bold cyan]iteration {n}[/bold cyan]")
-        plan_data = self._stage(n, "plan", lambda ctx: self._plan(n, ctx), lambda d: {"reasons": d["plan"]["reasons"]})
+        plan_data = self._stage(n, "plan", lambda ctx: decide.plan_stage(
+            n, ctx, goal=goal, forge=self.forge, folder=folder, suites=self.suites, servers=self.servers),
+            lambda d: {"reasons": d["plan"]["reasons"]})
         plan = from_dict(Plan, plan_data["plan"])
         self.record("plan", iteration=n, stage="plan", payload={"plan": to_dict(plan), "reasons": list(plan.reasons)})
         for reason in plan.reasons:
@@ -435,24 +417,22 @@ class Loop:
         gen = self._stage(n, "generate", lambda ctx: foundry.generate(
             n, plan, ctx, goal=goal, servers=self.servers, record=self.record, examples_file=folder.examples_file(n)),
             lambda d: {"generated": d["generated"]})
-        line(f"  generate: {gen['generated']} examples" + (f" ({gen['note']})" if gen.get("note") else ""))
+        self._say("generate", gen)
         filt = self._stage(n, "filter", lambda ctx: foundry.filter_examples(
             n, ctx, goal=goal, servers=self.servers, record=self.record, folder=folder),
             lambda d: {"kept": d["kept"], "dropped": d["dropped"]})
-        line(f"  filter: kept {filt['kept']}, dropped {filt['dropped']} ({foundry.drops(filt['dropped_by_reason']) or 'none'})")
+        self._say("filter", filt)
         if self.policy is not None:  # the Warden: queue, decide or wait (forgemind_core/warden/review.py)
             from forgemind_core.warden.review import review_stage
 
             rev = self._stage(n, "review", lambda ctx: review_stage(self, n, ctx),
                               lambda d: {k: d[k] for k in ("items", "approved", "rejected", "edited", "pending")})
-            if rev["items"]:
-                line(f"  review: {rev['items']} items, {rev['approved']} approved, {rev['rejected']} rejected, "
-                     f"{rev['edited']} edited, {rev['pending']} pending")
+            self._say("review", rev)
         ds = self._stage(n, "dataset", lambda ctx: foundry.build_dataset(n, goal=goal, folder=folder),
                          lambda d: {"dataset_id": d["dataset"]["id"]})
         dataset = from_dict(DatasetRef, ds["dataset"])
         self.record("dataset", iteration=n, stage="dataset", payload={"dataset": to_dict(dataset), **self._reused(n, "dataset")})
-        line(f"  dataset: {dataset.n_examples} examples ({dataset.id})")
+        self._say("dataset", ds)
 
         request = forge_stages.train_request(n, plan, base, dataset, goal=goal, folder=folder)
         est = self._stage(n, "estimate", lambda ctx: forge_stages.estimate(
@@ -461,8 +441,7 @@ class Loop:
         estimate = from_dict(Estimate, est["estimate"])
         self.record("estimate", iteration=n, stage="estimate",
                     payload={"estimate": to_dict(estimate), "budget_remaining_usd": self.budget.remaining_usd()})
-        line(f"  estimate: {estimate.tokens:,} tokens, {estimate.steps} steps, ~{estimate.seconds:.0f} s, "
-             f"${estimate.total_cost_usd:.4f}")
+        self._say("estimate", est)
         if not est["affordable"]:
             return self._finish_iteration(n, Decision("stop", reasons=(est["reason"],)))
 
@@ -471,9 +450,7 @@ class Loop:
             lambda d: {"checkpoint_id": d["checkpoint"]["id"]})
         checkpoint = from_dict(Checkpoint, tr["checkpoint"])
         self.record("checkpoint", iteration=n, stage="train", payload={"checkpoint": to_dict(checkpoint), **self._reused(n, "train")})
-        curve = checkpoint.manifest.get("loss_curve") or []
-        if curve:
-            line(f"  train: loss {first_loss(curve):.3f} -> {last_loss(curve):.3f} ({checkpoint.path})")
+        self._say("train", tr)
 
         pack = self.pack
         ev = self._stage(n, "evaluate", lambda ctx: trials.evaluate(
@@ -483,7 +460,7 @@ class Loop:
         for tier, report in ev["reports"].items():
             self.record("eval.report", iteration=n, stage="evaluate", key=tier,
                         payload={"report": report, **self._reused(n, "evaluate")})
-        line("  scores: " + " · ".join(f"{t} {s:.0%}" for t, s in ev["scores"].items()))
+        self._say("evaluate", ev)
 
         def decide_stage(ctx: StageContext) -> dict[str, Any]:
             note = str((read_json(folder.stage_file(n, "generate")) or {}).get("note", ""))
@@ -492,6 +469,10 @@ class Loop:
 
         dec = self._stage(n, "decide", decide_stage, lambda d: {"action": d["decision"]["action"]})
         return self._finish_iteration(n, from_dict(Decision, dec["decision"]), recorded=True)
+
+    def _say(self, stage: str, data: Mapping[str, Any]) -> None:
+        if text := stage_line(stage, data):
+            self.reporter.line(text)
 
     def _finish_iteration(self, n: int, decision: Decision, *, recorded: bool = False) -> Decision:
         if not recorded:

@@ -31,9 +31,9 @@ from forgemind_hookspecs.snapshots import read_snapshot
 from forgemind_core.base.fsio import read_json
 from forgemind_core.base.runfolder import RECORDED_STAGES, RunFolder
 from forgemind_core.brain.decide import best_try
-from forgemind_core.foundry.stages import latest_dataset
+from forgemind_core.foundry.stages import drops, latest_dataset
 
-__all__ = ["RunHistory", "all_eval_cases", "first_loss", "history", "iteration_summary", "last_loss", "loss_values", "read_status", "run_summary"]
+__all__ = ["RunHistory", "all_eval_cases", "first_loss", "history", "iteration_summary", "last_loss", "loss_values", "read_status", "run_summary", "stage_line"]
 
 
 def history(folder: RunFolder, *, upto: int | None = None) -> list[IterationSummary]:
@@ -151,6 +151,31 @@ def run_summary(folder: RunFolder, goal: Goal, state: Mapping[str, Any], *, spen
         "home": str(folder.home),
         "run_dir": str(folder.path),
     }
+
+
+def stage_line(stage: str, data: Mapping[str, Any]) -> str:
+    """What the loop reports when ``stage`` of an iteration finished with ``data`` (its
+    ``<stage>.json``); ``""`` when there is nothing to say."""
+    if stage == "generate":
+        return f"  generate: {data['generated']} examples" + (f" ({data['note']})" if data.get("note") else "")
+    if stage == "filter":
+        return f"  filter: kept {data['kept']}, dropped {data['dropped']} ({drops(data['dropped_by_reason']) or 'none'})"
+    if stage == "review":
+        return (f"  review: {data['items']} items, {data['approved']} approved, {data['rejected']} rejected, "
+                f"{data['edited']} edited, {data['pending']} pending") if data["items"] else ""
+    if stage == "dataset":
+        return f"  dataset: {data['dataset']['n_examples']} examples ({data['dataset']['id']})"
+    if stage == "estimate":
+        est = from_dict(Estimate, data["estimate"])
+        return (f"  estimate: {est.tokens:,} tokens, {est.steps} steps, ~{est.seconds:.0f} s, "
+                f"${est.total_cost_usd:.4f}")
+    if stage == "train":
+        curve = data["checkpoint"].get("manifest", {}).get("loss_curve") or []
+        return (f"  train: loss {first_loss(curve):.3f} -> {last_loss(curve):.3f} ({data['checkpoint']['path']})"
+                if curve else "")
+    if stage == "evaluate":
+        return "  scores: " + " · ".join(f"{t} {s:.0%}" for t, s in data["scores"].items())
+    return ""
 
 
 def loss_values(curve: Sequence[Any]) -> list[float]:

@@ -7,7 +7,7 @@ suites per tier (read by the Foundry), the run's :class:`~forgemind_core.base.se
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from forgemind_hookspecs import (
@@ -28,14 +28,16 @@ from forgemind_core.base.servers import ServerPool
 __all__ = ["adversarial_cases", "evaluate"]
 
 
-def adversarial_cases(ctx: StageContext, *, goal: Goal, suites: Mapping[str, Sequence[EvalCase]],
+def adversarial_cases(ctx: StageContext, *, goal: Goal, suites: Callable[[], Mapping[str, Sequence[EvalCase]]],
                       servers: ServerPool) -> list[EvalCase]:
     """The goal's ``evaluate.adversarial_per_iteration`` cases, perturbed from the full (else the
-    canary) suite by the goal's adversary; ``[]`` when none are asked for or there is no suite."""
+    canary) suite by the goal's adversary; ``[]`` when none are asked for or there is no suite.
+    ``suites()`` gives the pack's suites per tier (asked only when cases are wanted)."""
     count = goal.evaluate.adversarial_per_iteration
     if count <= 0:
         return []
-    source = suites.get("full") or suites.get("canary") or []
+    by_tier = suites()
+    source = by_tier.get("full") or by_tier.get("canary") or []
     if not source:
         return []
     adversary = cast(Adversary, servers.backend("adversaries", goal.evaluate.adversary.backend,
