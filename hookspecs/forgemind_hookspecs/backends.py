@@ -509,6 +509,60 @@ class Registry(Protocol):
         """The EvalReport dicts (results included) recorded for a checkpoint, one per tier."""
         ...
 
+    def run_tree(self) -> list[dict[str, Any]]:
+        """Every run as a node of the tree of forks (``forge runs --tree``; the kernel nests them).
+
+        :returns: one row per run, oldest first (by ``started``, runs without one last, then by
+            id): ``id``, ``goal_name``, ``branch`` (``"main"`` when the run names none),
+            ``parent_run`` and ``parent_iteration`` (``None`` for a run that is not a fork),
+            ``status``, ``outcome``, ``started``, ``stable_checkpoint``.
+        """
+        ...
+
+    def resolve(self, node_id: str, kinds: Sequence[str] = ("run", "dataset", "checkpoint")) -> tuple[str, str] | None:
+        """What an id given by a user names, where a command accepts several kinds of thing
+        (``forge export-data ID``).
+
+        :param node_id: a full id or a prefix of one.
+        :param kinds: where to look, in this order (``run``, ``dataset``, ``checkpoint``); the first
+            kind holding the exact id, or exactly one id that starts with ``node_id``, answers.
+        :returns: ``(kind, full id)``, or ``None`` when no kind has such an id.
+        :raises UserError: ``node_id`` is a prefix of several ids of one kind (give more characters).
+        """
+        ...
+
+    def rows_of(self, kind: str, node_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The registry's rows that belong to a run or a checkpoint, table by table
+        (``forge export-data``): each row as :meth:`sql` would return it, JSON columns as JSON text,
+        so a file written from them reads back with the same rows.
+
+        :param kind: ``run`` (every table of the run's history, filtered to the run: ``runs``,
+            ``iterations``, ``events``, ``examples``, ``verdicts``, ``datasets``, ``checkpoints``,
+            ``eval_reports``, ``eval_results``, ``metrics``, ``decisions``, ``promotions``) or
+            ``checkpoint`` (``eval_results`` and ``eval_reports`` of the checkpoint).
+        :param node_id: the full id (see :meth:`resolve`).
+        :returns: ``{table: rows}`` in the order above, each table's rows in a stable order.
+        :raises UserError: ``kind`` is neither ``run`` nor ``checkpoint``.
+        """
+        ...
+
+    def dataset(self, dataset_id: str) -> dict[str, Any] | None:
+        """A dataset's record: ``id``, ``run_id``, ``iteration``, ``path`` (its snapshot file, as
+        recorded: absolute, or relative to the home), ``n_examples``, ``parents`` and ``stats``.
+
+        :param dataset_id: the full id.
+        :returns: the record, or ``None`` when no dataset has that id.
+        """
+        ...
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint a run recorded (``Forge.checkpoints`` adds those made outside a run).
+
+        :returns: one row per checkpoint, the latest run and iteration first: ``id``, ``path``,
+            ``kind``, ``method``, ``base_model``, ``run_id``, ``iteration``.
+        """
+        ...
+
     def sql(self, query: str, *, timeout_s: float | None = ..., max_rows: int | None = ...,
             memory_limit: str | None = ...) -> list[dict[str, Any]]:
         """Run read-only SQL over the registry's tables; any write is refused. The query is

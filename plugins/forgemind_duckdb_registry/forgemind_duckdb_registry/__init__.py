@@ -23,7 +23,7 @@ from pathlib import Path
 from forgemind_hookspecs import Event, RegistryBusy, hookimpl
 
 from .journal import append_events
-from .registry import DuckDBRegistry
+from .registry import CHECKPOINT_TABLES, RUN_TABLES, DuckDBRegistry
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .store import DEFAULT_TIMEOUT_S, _log, connect, flush, remember
 
@@ -31,9 +31,11 @@ from .store import DEFAULT_TIMEOUT_S, _log, connect, flush, remember
 DEFAULT_INGEST_INTERVAL_S = 1.0
 
 __all__ = [
+    "CHECKPOINT_TABLES",
     "DEFAULT_INGEST_INTERVAL_S",
     "DEFAULT_TIMEOUT_S",
     "MIGRATIONS",
+    "RUN_TABLES",
     "SCHEMA_VERSION",
     "DuckDBRegistry",
     "flush",

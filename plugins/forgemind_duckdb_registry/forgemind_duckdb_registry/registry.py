@@ -23,7 +23,7 @@ from forgemind_hookspecs import UserError
 
 from .store import connect, default_timeout
 
-__all__ = ["SQL_MAX_ROWS", "SQL_MEMORY_LIMIT", "SQL_TIMEOUT_S", "DuckDBRegistry"]
+__all__ = ["CHECKPOINT_TABLES", "RUN_TABLES", "SQL_MAX_ROWS", "SQL_MEMORY_LIMIT", "SQL_TIMEOUT_S", "DuckDBRegistry"]
 
 #: ``sql()``'s default limits: it holds the registry's lock while it runs, so that every reader
 #: and the run's ingest wait on it; 10 s is the time they wait before giving up (store.py).
@@ -32,6 +32,16 @@ SQL_MAX_ROWS = 10_000
 SQL_MEMORY_LIMIT = "1GB"
 
 _TIER_ORDER = {"canary": 0, "full": 1, "adversarial": 2}
+
+#: The tables of a run's history (``rows_of("run", id)``), each filtered to the run.
+RUN_TABLES: tuple[str, ...] = (
+    "runs", "iterations", "events", "examples", "verdicts", "datasets", "checkpoints", "eval_reports",
+    "eval_results", "metrics", "decisions", "promotions",
+)  # fmt: skip
+#: A checkpoint's tables (``rows_of("checkpoint", id)``), each filtered to the checkpoint.
+CHECKPOINT_TABLES: tuple[str, ...] = ("eval_results", "eval_reports")
+#: What :meth:`DuckDBRegistry.resolve` looks in, per kind.
+_KIND_TABLES = {"run": "runs", "dataset": "datasets", "checkpoint": "checkpoints"}
 
 
 def _fetch(
@@ -338,6 +348,83 @@ class DuckDBRegistry:
                 {a["id"] for a in ancestors if a["kind"] == "run"} | ({node_id} if kind == "run" else set())
             )
         return result
+
+    # --- what the kernel asks for: the run tree, ids of any kind, rows to export ---------------
+
+    def run_tree(self) -> list[dict[str, Any]]:
+        """Every run as a node of the tree of forks, oldest first: id, goal name, branch
+        (``main`` when none), parent run and iteration, status, outcome, started, stable checkpoint."""
+        return self._query(
+            """SELECT id, goal_name, coalesce(branch, 'main') AS branch, parent_run, parent_iteration,
+                      status, outcome, started, stable_checkpoint
+               FROM runs ORDER BY started NULLS LAST, id"""
+        )
+
+    def resolve(
+        self, node_id: str, kinds: Sequence[str] = ("run", "dataset", "checkpoint")
+    ) -> tuple[str, str] | None:
+        """``(kind, full id)`` of the first of ``kinds`` holding ``node_id`` exactly or as the
+        prefix of exactly one id; ``None`` if none does.
+
+        :raises UserError: the prefix matches several ids of one kind.
+        """
+        unknown = [k for k in kinds if k not in _KIND_TABLES]
+        if unknown:
+            raise UserError(f"unknown kind {unknown[0]!r}; expected one of {', '.join(_KIND_TABLES)}")
+        with connect(self.home, timeout_s=self.timeout_s) as con:
+            for kind in kinds:
+                rows = con.execute(
+                    f"SELECT id FROM {_KIND_TABLES[kind]} WHERE starts_with(id, ?) ORDER BY id = ? DESC, id LIMIT 2",
+                    [node_id, node_id],
+                ).fetchall()
+                if rows and (rows[0][0] == node_id or len(rows) == 1):
+                    return kind, rows[0][0]
+                if rows:
+                    raise UserError(
+                        f"the id prefix {node_id!r} is ambiguous; give more characters", field="id"
+                    )
+        return None
+
+    def rows_of(self, kind: str, node_id: str) -> dict[str, list[dict[str, Any]]]:
+        """A run's rows of every history table, or a checkpoint's evaluation rows, table by
+        table, as :meth:`sql` returns them (JSON columns as JSON text), in ``ORDER BY ALL`` order.
+
+        :raises UserError: ``kind`` is neither ``run`` nor ``checkpoint``.
+        """
+        if kind == "run":
+            tables = {t: "id" if t == "runs" else "run_id" for t in RUN_TABLES}
+        elif kind == "checkpoint":
+            tables = {t: "checkpoint_id" for t in CHECKPOINT_TABLES}
+        else:
+            raise UserError(f"rows_of() takes a run or a checkpoint, not a {kind!r}", field="kind")
+        out: dict[str, list[dict[str, Any]]] = {}
+        with connect(self.home, timeout_s=self.timeout_s) as con:
+            for table, column in tables.items():
+                cursor = con.execute(f"SELECT * FROM {table} WHERE {column} = ? ORDER BY ALL", [node_id])
+                names = [d[0] for d in cursor.description]
+                out[table] = [
+                    {n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()
+                ]
+        return out
+
+    def dataset(self, dataset_id: str) -> dict[str, Any] | None:
+        """A dataset's record (id, run, iteration, snapshot path as recorded, size, parents,
+        stats), or ``None``."""
+        rows = self._query(
+            """SELECT id, run_id, iteration, path, n_examples, parents, stats
+               FROM datasets WHERE id = ?""",
+            [dataset_id],
+            ("parents", "stats"),
+        )
+        return rows[0] if rows else None
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every recorded checkpoint (id, path, kind, method, base model, run, iteration), the
+        latest run and iteration first."""
+        return self._query(
+            """SELECT id, path, kind, method, base_model, run_id, iteration FROM checkpoints
+               ORDER BY run_id DESC, iteration DESC"""
+        )
 
     # --- SQL ----------------------------------------------------------------------------------
 
