@@ -1,70 +1,88 @@
 """Exports: registry data as files (``forge export-data``) and model bundles (``forge export``).
 
 The kernel's part of a model bundle is what it knows from the registry and the run folder:
-``forge.yaml`` (the goal with the recorded plans pinned, :func:`forgemind_core.brain.forks.config_yaml`)
-and the model card ``README.md`` (Hugging Face model-card front matter: license, tags,
-base_model, datasets, model-index with the tier scores, library_name, pipeline_tag; a body with
-intended use, data sources and the lineage summary). The model itself (safetensors, tokenizer,
-chat template, Modelfile, GGUF) is written by an exporter backend (``forgemind_register_exporters``)
-chosen by ``--target``; the kernel hands it the metadata and writes its own files after.
+``forge.yaml`` (the goal with the recorded plans pinned: ``Forge.config``, see
+:func:`forgemind_core.lorekeeper.runs.config_yaml`) and the model card ``README.md`` (Hugging Face
+model-card front matter: license, tags, base_model, datasets, model-index with the tier scores,
+library_name, pipeline_tag; a body with intended use, data sources and the lineage summary). The
+model itself (safetensors, tokenizer, chat template, Modelfile, GGUF) is written by an exporter
+backend (``forgemind_register_exporters``) chosen by ``--target``; the kernel hands it the metadata
+and writes its own files after.
+
+What is read of the registry goes through the :class:`~forgemind_hookspecs.backends.Registry`
+contract (``resolve``, ``rows_of``, ``dataset``, ``checkpoint``, ``eval_reports``, ``lineage``):
+no SQL here, so any registry backend serves ``forge export-data``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from forgemind_hookspecs import Checkpoint, ForgeError, UserError, from_dict
+from forgemind_hookspecs import (
+    Checkpoint,
+    ForgeError,
+    Goal,
+    StageContext,
+    TaskPack,
+    UserError,
+    from_dict,
+    to_dict,
+)
+from forgemind_hookspecs.snapshots import read_snapshot
 
-__all__ = ["METADATA_KEYS", "export_bundle", "export_data", "model_card"]
+from forgemind_core.base.fsio import dumps_line, write_json, write_text
+from forgemind_core.base.protocols import KernelHandle
+from forgemind_core.lorekeeper.checkpoints import resolve_checkpoint
+from forgemind_core.lorekeeper.runs import goal_of
+
+__all__ = ["METADATA_KEYS", "ExportKernel", "export_bundle", "export_data", "model_card"]
 
 #: What a user may set once per goal (``export:`` section) or per export (CLI / API).
 METADATA_KEYS: tuple[str, ...] = ("author", "license", "version", "tags", "language", "description", "name")
 
-#: Registry tables written for a run's history, each filtered to the run.
-_RUN_TABLES: tuple[str, ...] = (
-    "runs", "iterations", "events", "examples", "verdicts", "datasets", "checkpoints", "eval_reports",
-    "eval_results", "metrics", "decisions", "promotions",
-)
 
+class ExportKernel(KernelHandle, Protocol):
+    """What the exports use of the ``Forge`` kernel, besides the registry and the home."""
 
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    def load_pack(self, goal: Goal) -> TaskPack | None:
+        """The goal's task pack, if it names one."""
+        ...
+
+    def context(self, **fields: Any) -> StageContext:
+        """A stage context rooted in the home, for work outside a run."""
+        ...
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint of the home, recorded by runs or made outside one."""
+        ...
+
+    def config(self, run_id: str, iteration: int | None = None) -> str:
+        """The goal file (YAML) that reproduces a run or one of its iterations."""
+        ...
 
 
 def _write_rows(rows: Sequence[Mapping[str, Any]], path: Path, fmt: str) -> dict[str, Any]:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if fmt == "jsonl":
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+        write_text(path, "".join(dumps_line(row) for row in rows))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         pq.write_table(pa.Table.from_pylist([dict(r) for r in rows]), tmp)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
     return {"path": str(path), "rows": len(rows)}
 
 
-def _kind(registry: Any, node_id: str) -> tuple[str, str]:
-    """``(kind, full id)`` of a run, dataset or checkpoint id (or unique prefix)."""
-    for table, kind in (("runs", "run"), ("datasets", "dataset"), ("checkpoints", "checkpoint")):
-        rows = registry.sql(f"SELECT id FROM {table} WHERE id = {_q(node_id)} OR starts_with(id, {_q(node_id)}) "
-                            "ORDER BY id = " + _q(node_id) + " DESC LIMIT 2")
-        if rows and (rows[0]["id"] == node_id or len(rows) == 1):
-            return kind, rows[0]["id"]
-        if len(rows) > 1:
-            raise UserError(f"the id prefix {node_id!r} is ambiguous; give more characters", field="id")
-    raise UserError(f"no run, dataset or checkpoint has the id {node_id!r}", field="id")
-
-
-def export_data(forge: Any, node_id: str, out: str | os.PathLike[str], *, format: str = "parquet") -> dict[str, Any]:
+def export_data(forge: KernelHandle, node_id: str, out: str | os.PathLike[str], *,
+                format: str = "parquet") -> dict[str, Any]:
     """Write a dataset's examples, a checkpoint's evaluation results, or a run's history as
     Parquet or JSON Lines files under ``out`` (one file per table).
 
@@ -74,37 +92,35 @@ def export_data(forge: Any, node_id: str, out: str | os.PathLike[str], *, format
     - run: one file per registry table, filtered to the run (see docs/registry.md).
 
     JSON columns stay JSON text, so a file reads back with the registry's rows unchanged.
+
+    :raises UserError: an unknown format, or no run, dataset or checkpoint has the id (or it is
+        an ambiguous prefix).
     """
     if format not in ("parquet", "jsonl"):
         raise UserError(f"unknown format {format!r}; choose parquet or jsonl", field="format")
     registry = forge.registry()
-    kind, full = _kind(registry, node_id)
+    found = registry.resolve(node_id, ("run", "dataset", "checkpoint"))
+    if found is None:
+        raise UserError(f"no run, dataset or checkpoint has the id {node_id!r}", field="id")
+    kind, full = found
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    tables: dict[str, list[dict[str, Any]]] = {}
     if kind == "dataset":
-        tables["examples"] = _dataset_rows(registry, full)
-    elif kind == "checkpoint":
-        for table in ("eval_results", "eval_reports"):
-            tables[table] = registry.sql(f"SELECT * FROM {table} WHERE checkpoint_id = {_q(full)} ORDER BY ALL")
+        tables = {"examples": _dataset_rows(registry, Path(forge.home), full)}
     else:
-        for table in _RUN_TABLES:
-            column = "id" if table == "runs" else "run_id"
-            tables[table] = registry.sql(f"SELECT * FROM {table} WHERE {column} = {_q(full)} ORDER BY ALL")
+        tables = registry.rows_of(kind, full)
     files = [_write_rows(rows, folder / f"{name}.{format}", format) for name, rows in tables.items()]
     return {"id": full, "kind": kind, "format": format, "files": files}
 
 
-def _dataset_rows(registry: Any, dataset_id: str) -> list[dict[str, Any]]:
-    from forgemind_hookspecs import to_dict
-    from forgemind_hookspecs.snapshots import read_snapshot
-
-    row = registry.sql(f"SELECT path FROM datasets WHERE id = {_q(dataset_id)}")[0]
-    path = Path(row["path"])
+def _dataset_rows(registry: Any, home: Path, dataset_id: str) -> list[dict[str, Any]]:
+    record = registry.dataset(dataset_id) or {}
+    recorded = str(record.get("path") or "")
+    path = Path(recorded)
     if not path.is_file() and not path.is_absolute():
-        path = Path(registry.home) / path if hasattr(registry, "home") else path
-    if not path.is_file():
-        raise ForgeError(f"the snapshot of dataset {dataset_id} is missing: {row['path']}")
+        path = home / path
+    if not recorded or not path.is_file():
+        raise ForgeError(f"the snapshot of dataset {dataset_id} is missing: {recorded}")
     rows = []
     for example in read_snapshot(path):
         data = to_dict(example)
@@ -123,7 +139,7 @@ def _dataset_rows(registry: Any, dataset_id: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _metadata(goal: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+def _metadata(goal: Goal | None, given: Mapping[str, Any]) -> dict[str, Any]:
     """The goal's ``export`` section overridden by what this export sets; tags add up."""
     from_goal = dict(getattr(goal, "export", None) or {}) if goal is not None else {}
     for source, data in (("the goal's export section", from_goal), ("the export", given)):
@@ -138,8 +154,6 @@ def _metadata(goal: Any, given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _yaml(data: Any) -> str:
-    import io
-
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
@@ -154,7 +168,7 @@ def model_card(
     checkpoint: Checkpoint,
     *,
     meta: Mapping[str, Any],
-    goal: Any,
+    goal: Goal | None,
     run_id: str | None,
     iteration: int | None,
     reports: Sequence[Mapping[str, Any]],
@@ -253,11 +267,9 @@ def model_card(
     return "---\n" + _yaml(front) + "---\n\n" + "\n".join(body)
 
 
-def _unrecorded_checkpoint(forge: Any, ref: str) -> Checkpoint:
+def _unrecorded_checkpoint(forge: ExportKernel, ref: str) -> Checkpoint:
     """A checkpoint no run recorded: a model folder, or the id of one ``forge train`` or
     ``forge pretrain`` made in this home (``Forge.checkpoints``)."""
-    from forgemind_core.trials.tiers import resolve_checkpoint
-
     if not Path(ref).is_dir():
         rows = [r for r in forge.checkpoints() if str(r["id"]).startswith(ref)]
         if len(rows) != 1:
@@ -268,7 +280,7 @@ def _unrecorded_checkpoint(forge: Any, ref: str) -> Checkpoint:
 
 
 def export_bundle(
-    forge: Any,
+    forge: ExportKernel,
     checkpoint_id: str,
     target: str,
     out: str | os.PathLike[str],
@@ -281,8 +293,6 @@ def export_bundle(
     The bundle is built in a temporary sibling folder and renamed into place, so a crash never
     leaves half a bundle under ``out``.
     """
-    from forgemind_core.brain.forks import config_yaml, goal_of
-
     registry = forge.registry()
     record = registry.checkpoint(checkpoint_id) if (Path(forge.home) / "registry").exists() else None
     if record is not None:
@@ -316,7 +326,7 @@ def export_bundle(
         ctx = forge.context(run_id=run_id or "export", stage="export")
         main = Path(exporter.export(checkpoint, tmp, meta, ctx))
         if goal is not None and run_id:
-            (tmp / "forge.yaml").write_text(config_yaml(Path(forge.home), run_id, iteration), encoding="utf-8")
+            write_text(tmp / "forge.yaml", forge.config(run_id, iteration))
         library = "peft" if (tmp / "adapter_config.json").is_file() else "transformers"
         if target == "gguf":
             library = "gguf"
@@ -324,11 +334,11 @@ def export_bundle(
         lineage = registry.lineage(checkpoint.id) if record is not None else {}
         card = model_card(checkpoint, meta=meta, goal=goal, run_id=run_id, iteration=iteration,
                           reports=reports, lineage=lineage, library_name=library, target=target)
-        (tmp / "README.md").write_text(card, encoding="utf-8")
-        (tmp / "forgemind-export.json").write_text(json.dumps({
+        write_text(tmp / "README.md", card)
+        write_json(tmp / "forgemind-export.json", {
             "checkpoint": checkpoint.id, "run_id": run_id, "iteration": iteration, "target": target,
             "options": dict(options), "metadata": meta, "exported": time.time(),
-        }, indent=1, sort_keys=True, default=str), encoding="utf-8")
+        })
         if out.exists():
             out.rmdir()
         out.parent.mkdir(parents=True, exist_ok=True)

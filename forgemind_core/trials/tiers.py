@@ -43,9 +43,9 @@ from forgemind_hookspecs import (
     Scorer,
     StageContext,
     UserError,
-    content_hash,
-    from_dict,
 )
+
+from forgemind_core.lorekeeper.checkpoints import resolve_checkpoint  # re-exported: its old home
 
 __all__ = [
     "DISTINCT_N_MODULE",
@@ -336,59 +336,3 @@ def local_embedder(model_path: str | Path) -> Callable[[list[str]], Sequence[Seq
         return model.encode(texts, batch_size=64, show_progress_bar=False).tolist()  # type: ignore[no-any-return]
 
     return embed
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints by id or folder
-# --------------------------------------------------------------------------------------------
-
-
-def resolve_checkpoint(forge: Any, ref: str, runner: Any = None) -> Checkpoint:
-    """The checkpoint ``ref`` names: a folder (with or without a record of itself) or an id in
-    the registry of ``forge`` (anything with ``registry()``); failing both, what ``runner``'s
-    optional ``checkpoint(ref)`` makes of it (the ``openai`` runner: the endpoint's model ``ref``).
-
-    A folder's record is ``manifest.json`` (``{"checkpoint": {...}, ...}``, as trainers write it)
-    or ``checkpoint.json`` (the bare Checkpoint record). A folder with neither (a plain model folder) becomes a ``full`` checkpoint whose
-    id is the hash of its absolute path. A ``checkpoint.json`` whose ``path`` no longer exists
-    (the folder was moved) is pointed at the folder it was found in.
-
-    :raises UserError: ``ref`` is neither an existing folder nor a recorded checkpoint id.
-    :raises ConfigError: ``checkpoint.json`` is not a valid Checkpoint record.
-    """
-    folder = Path(ref)
-    if folder.is_dir():
-        folder = folder.resolve()
-        manifest = folder / "manifest.json"
-        if not manifest.is_file():
-            manifest = folder / "checkpoint.json"
-        if manifest.is_file():
-            try:
-                data = json.loads(manifest.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise ConfigError(
-                    f"not valid JSON ({error.msg})", file=str(manifest), line=error.lineno
-                ) from None
-            if manifest.name == "manifest.json" and isinstance(data, dict):
-                data = data.get("checkpoint", data)
-            try:
-                checkpoint = from_dict(Checkpoint, data)
-            except Exception as error:  # cattrs raises a group of errors; one sentence is enough
-                from cattrs import transform_error
-
-                detail = "; ".join(transform_error(error)) if hasattr(error, "exceptions") else str(error)
-                raise ConfigError(f"not a Checkpoint record: {detail}", file=str(manifest)) from None
-            if not Path(checkpoint.path).exists():
-                checkpoint = evolve(checkpoint, path=str(folder))
-            return checkpoint
-        return Checkpoint(
-            id=content_hash(str(folder)), path=str(folder), base_model=str(folder), method="full", kind="full"
-        )
-    row = forge.registry().checkpoint(ref)
-    if row is None and callable(getattr(runner, "checkpoint", None)):
-        return runner.checkpoint(ref)  # type: ignore[no-any-return]
-    if row is None:
-        raise UserError(
-            f"{ref!r} is neither a folder nor a checkpoint id known to the registry", field="checkpoint"
-        )
-    return from_dict(Checkpoint, row["checkpoint"])
