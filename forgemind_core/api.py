@@ -9,6 +9,11 @@ do through this class::
     forge = Forge(home="/tmp/fm", plugins=[my_plugin])
     summary = forge.run("examples/python-security/goal.yaml")
     print(summary["outcome"], summary["stable_checkpoint"])
+
+``forge --help`` builds this class and nothing more, so the rooms whose import costs time (the
+Brain, the Warden, the Foundry's packs, the Lorekeeper and the jobs, which bring the goal loader,
+YAML and structured logging) are imported inside the methods that use them; the light ones (the
+base layer's option rules, the ad-hoc entry points) at the top.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+from cattrs import transform_error
 from cattrs.errors import BaseValidationError
 from forgemind_hookspecs import (
     PILLARS,
@@ -36,6 +42,8 @@ from forgemind_hookspecs import (
     collect_backends,
 )
 
+from forgemind_core import adhoc
+from forgemind_core.base.options import BACKEND_NOUN, structure_options, unknown_backend_message
 from forgemind_core.base.plugins import LoadedPlugins, PluginRecord, load_plugins
 
 __all__ = ["HOME_ENV", "Forge", "default_home"]
@@ -164,8 +172,10 @@ class Forge:
         return info.cls(self.build_options(info, options or {}, field=field))
 
     def backend_info(self, pillar: str, name: str, *, field: str | None = None) -> BackendInfo:
-        from forgemind_core.base.options import unknown_backend_message
+        """The catalogue entry of backend ``name`` of ``pillar``.
 
+        :raises UnknownBackend: no loaded plugin offers it (the message lists those that exist).
+        """
         available = self.catalogue().get(pillar, {})
         if name not in available:
             raise UnknownBackend(unknown_backend_message(pillar, name, available), field=field)
@@ -174,13 +184,9 @@ class Forge:
     @staticmethod
     def build_options(info: BackendInfo, options: Mapping[str, Any], *, field: str | None = None) -> Any:
         """Structure a plain dict into ``info.cls.Options`` (unknown keys are errors)."""
-        from forgemind_core.base.options import BACKEND_NOUN, structure_options
-
         try:
             return structure_options(info.cls.Options, options)
         except BaseValidationError as error:
-            from cattrs import transform_error
-
             detail = "; ".join(transform_error(error, path="options"))
             raise ConfigError(f"bad options for {BACKEND_NOUN[info.pillar]} {info.name!r}: {detail}", field=field) from None
         except (TypeError, ValueError) as error:
@@ -242,9 +248,7 @@ class Forge:
         ``options`` override the preset (``steps``, ``tokens``, ``batch_size``, ``learning_rate``, ...);
         ``on_event(kind, payload)`` receives the trainer's metrics (``train.loss`` per step).
         """
-        from forgemind_core.adhoc import pretrain
-
-        return pretrain(self, str(corpus), preset=preset, options=options, trainer=trainer,
+        return adhoc.pretrain(self, str(corpus), preset=preset, options=options, trainer=trainer,
                         on_event=on_event, progress=progress)
 
     def train(self, base: str, data: str | os.PathLike[str], **kwargs: Any) -> Any:
@@ -254,53 +258,37 @@ class Forge:
         ``hyperparameters``, ``out``, ``seed``, ``trainer``, ``on_event``, ``progress``. The same
         request again resumes from its last checkpoint. Returns the Checkpoint.
         """
-        from forgemind_core.adhoc import train
-
-        return train(self, base, data, **kwargs)
+        return adhoc.train(self, base, data, **kwargs)
 
     def estimate(self, base: str, data: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Tokens, steps, seconds and cost of :meth:`train` with the same arguments (``forge estimate``)."""
-        from forgemind_core.adhoc import estimate
-
-        return estimate(self, base, data, **kwargs)
+        return adhoc.estimate(self, base, data, **kwargs)
 
     def generate(self, checkpoint: Any, prompts: Sequence[str], **kwargs: Any) -> list[str]:
         """Completions from a checkpoint (``forge generate``): ``runner``, ``max_new_tokens``, ``temperature``."""
-        from forgemind_core.adhoc import generate
-
-        return generate(self, checkpoint, prompts, **kwargs)
+        return adhoc.generate(self, checkpoint, prompts, **kwargs)
 
     def validate_data(self, path: str | os.PathLike[str], *, format: str | None = None,
                       columns: Mapping[str, str] | None = None) -> list[Any]:
         """Every bad row of a data file as a DataError (``forge validate --data``); empty = valid."""
-        from forgemind_core.adhoc import validate_data
-
-        return validate_data(path, format=format, columns=columns)
+        return adhoc.validate_data(path, format=format, columns=columns)
 
     def preview_data(self, path: str | os.PathLike[str], *, format: str | None = None,
                      columns: Mapping[str, str] | None = None, limit: int = 50) -> dict[str, Any]:
         """A data file's problems (one per bad row) and its first ``limit`` rows as read."""
-        from forgemind_core.adhoc import preview_data
-
-        return preview_data(path, format=format, columns=columns, limit=limit)
+        return adhoc.preview_data(path, format=format, columns=columns, limit=limit)
 
     def evaluate(self, checkpoint: Any, suite: Any, **kwargs: Any) -> Any:
         """Score a checkpoint on a suite file or typed cases (``forge eval``); returns an EvalReport."""
-        from forgemind_core.adhoc import evaluate
-
-        return evaluate(self, checkpoint, suite, **kwargs)
+        return adhoc.evaluate(self, checkpoint, suite, **kwargs)
 
     def compare(self, checkpoints: Sequence[str], **kwargs: Any) -> dict[str, Any]:
         """Checkpoints side by side, regressions first (``forge compare``); ``suite=`` evaluates now."""
-        from forgemind_core.adhoc import compare
-
-        return compare(self, checkpoints, **kwargs)
+        return adhoc.compare(self, checkpoints, **kwargs)
 
     def checkpoints(self) -> list[dict[str, Any]]:
         """Every checkpoint of this home: recorded by runs, fine-tuned or pre-trained outside one."""
-        from forgemind_core.adhoc import list_checkpoints
-
-        return list_checkpoints(self)
+        return adhoc.list_checkpoints(self)
 
     def submit(self, kind: str, params: Mapping[str, Any] | None = None, *, detach: bool = False) -> str:
         """Start a background job (``run``, ``resume``, ``pretrain``, ``train``, ...: the method of
@@ -411,7 +399,7 @@ class Forge:
 
         return import_decisions(self, path, reviewer=reviewer)
 
-    # --- iteration tools: load, fork, branches, diff, SQL (forgemind_core/brain/forks.py) --------------
+    # --- iteration tools: load, fork, branches, diff, SQL (forgemind_core/brain/forks.py, lorekeeper/) --
 
     def config(self, run_id: str, iteration: int | None = None) -> str:
         """The goal file (YAML) that produced a run, or one iteration of it (its recorded plans
@@ -444,9 +432,9 @@ class Forge:
 
     def runs_tree(self) -> list[dict[str, Any]]:
         """Runs as a tree of branches: roots with their forks as ``children``, each named."""
-        from forgemind_core.brain.forks import runs_tree
+        from forgemind_core.lorekeeper.tree import run_tree
 
-        return runs_tree(self.registry())
+        return run_tree(self.registry())
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Config and result differences of two runs (see :func:`forgemind_core.brain.forks.diff_runs`)."""

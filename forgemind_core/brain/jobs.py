@@ -18,12 +18,15 @@ checkpoint).
 
 Jobs run in a thread of the calling process (``Forge.submit``; what the dashboard does) or in a
 detached process (``Forge.submit(..., detach=True)``; what ``forge jobs submit`` does), which runs
-``python -m forgemind_core.brain.jobs HOME JOB_ID``.
+``python -m forgemind_core.brain.jobs HOME JOB_ID [MODULE:CLASS]``. The runner is handed the kernel
+it runs on (:func:`run_job`), or, across the process boundary, the kernel's class by name (the
+caller's: ``forgemind_core.api:Forge``), so this room never imports the API above it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import secrets
@@ -36,7 +39,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from forgemind_hookspecs import ForgeError, UserError
+from forgemind_hookspecs import ForgeError, UserError, to_dict
+
+from forgemind_core.base.fsio import read_json, write_text
+from forgemind_core.base.logs import configure_process_logging
+from forgemind_core.base.protocols import KernelHandle
 
 __all__ = ["JOB_KINDS", "job_dir", "list_jobs", "read_job", "run_job", "submit"]
 
@@ -54,29 +61,29 @@ JOB_KINDS: dict[str, str] = {
 
 _LOCK = threading.Lock()
 
+#: The kernel class a detached job builds when its command line names none.
+DEFAULT_KERNEL = "forgemind_core:Forge"
+
 
 def job_dir(home: str | os.PathLike[str], job_id: str) -> Path:
+    """``<home>/jobs/<job_id>``.
+
+    :raises UserError: ``job_id`` is not a plain folder name.
+    """
     if not job_id or "/" in job_id or job_id.startswith(".") or "\\" in job_id:
         raise UserError(f"{job_id!r} is not a job id", field="job")
     return Path(home) / "jobs" / job_id
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+    # The job's own layout (insertion order, nothing redacted: a detached job reads its params
+    # back from job.json), written durably and atomically by base.fsio.
+    write_text(path, json.dumps(data, indent=1, default=str, ensure_ascii=False))
 
 
 def _update(folder: Path, **fields: Any) -> dict[str, Any]:
     with _LOCK:
-        data = _read_json(folder / "job.json") or {}
+        data = read_json(folder / "job.json", tolerant=True) or {}
         data.update(fields)
         _write_json(folder / "job.json", data)
         return data
@@ -101,9 +108,13 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def submit(forge: Any, kind: str, params: Mapping[str, Any] | None = None, *, detach: bool = False,
+def submit(forge: KernelHandle, kind: str, params: Mapping[str, Any] | None = None, *, detach: bool = False,
            job_id: str | None = None) -> str:
-    """Start a job of ``kind`` (see :data:`JOB_KINDS`) with ``params``; return its id at once."""
+    """Start a job of ``kind`` (see :data:`JOB_KINDS`) with ``params``; return its id at once.
+
+    In a thread of this process on ``forge`` itself, or (``detach``) in a process of its own that
+    builds a kernel of ``forge``'s class on the same home.
+    """
     if kind not in JOB_KINDS:
         raise UserError(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}", field="kind")
     params = dict(params or {})
@@ -124,8 +135,9 @@ def submit(forge: Any, kind: str, params: Mapping[str, Any] | None = None, *, de
                                       "result": None, "error": None})
     if detach:
         log = (folder / "log.txt").open("ab")
+        kernel = f"{type(forge).__module__}:{type(forge).__qualname__}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "forgemind_core.brain.jobs", str(Path(forge.home).resolve()), job_id],
+            [sys.executable, "-m", "forgemind_core.brain.jobs", str(Path(forge.home).resolve()), job_id, kernel],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log.close()
@@ -169,20 +181,17 @@ class _Progress:
 
 
 def _jsonable(value: Any) -> Any:
-    from forgemind_hookspecs import to_dict
-
     try:
         return json.loads(json.dumps(value, default=str))
     except TypeError:
         return to_dict(value)
 
 
-def run_job(forge: Any, job_id: str) -> dict[str, Any]:
-    """Run a queued job to its end in this thread; its state goes to its folder. Returns job.json."""
-    from forgemind_hookspecs import to_dict
-
+def run_job(forge: KernelHandle, job_id: str) -> dict[str, Any]:
+    """Run a queued job to its end in this thread, on ``forge`` (the kernel whose method of the
+    job's kind it calls); its state goes to its folder. Returns job.json."""
     folder = job_dir(forge.home, job_id)
-    job = _read_json(folder / "job.json")
+    job = read_json(folder / "job.json", tolerant=True)
     if job is None:
         raise UserError(f"no job {job_id!r} in {forge.home}", field="job")
     _update(folder, status="running", started=time.time(), pid=os.getpid())
@@ -214,7 +223,7 @@ def run_job(forge: Any, job_id: str) -> dict[str, Any]:
             method = getattr(forge, JOB_KINDS[kind])
             result: Any = method(target, on_event=on_event, **params)
         elif kind == "fork":
-            result = forge.fork(on_event=on_event, **params)
+            result = getattr(forge, JOB_KINDS[kind])(on_event=on_event, **params)
         elif kind in ("pretrain", "train"):
             result = getattr(forge, JOB_KINDS[kind])(on_event=sink, progress=progress, **params)
         else:
@@ -238,13 +247,13 @@ def run_job(forge: Any, job_id: str) -> dict[str, Any]:
 def read_job(home: str | os.PathLike[str], job_id: str, *, events: bool = True) -> dict[str, Any]:
     """A job's state: job.json plus ``progress`` and (with ``events``) every event line."""
     folder = job_dir(home, job_id)
-    data: dict[str, Any] | None = _read_json(folder / "job.json")
+    data: dict[str, Any] | None = read_json(folder / "job.json", tolerant=True)
     if data is None:
         raise UserError(f"no job {job_id!r} in {home}", field="job")
     if data.get("status") in ("queued", "running") and not _pid_alive(data.get("pid")):
         data["status"] = "interrupted"
         data["error"] = data.get("error") or "the process running this job is gone"
-    data["progress"] = _read_json(folder / "progress.json")
+    data["progress"] = read_json(folder / "progress.json", tolerant=True)
     if events:
         rows = []
         with contextlib.suppress(OSError):
@@ -266,14 +275,21 @@ def list_jobs(home: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return sorted(jobs, key=lambda j: j.get("created") or 0, reverse=True)
 
 
-def _main(argv: list[str]) -> int:
-    """``python -m forgemind_core.brain.jobs HOME JOB_ID``: run a detached job."""
-    from forgemind_core.api import Forge
-    from forgemind_core.base.logs import configure_process_logging
+def _kernel_class(spec: str) -> Any:
+    """The class ``module:Name`` names (what :func:`submit` passes a detached job)."""
+    module, _, name = spec.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
 
-    home, job_id = argv
+
+def _main(argv: list[str]) -> int:
+    """``python -m forgemind_core.brain.jobs HOME JOB_ID [MODULE:CLASS]``: run a detached job on
+    a kernel of that class (default :data:`DEFAULT_KERNEL`) built on ``HOME``."""
+    home, job_id, *rest = argv
     configure_process_logging(os.environ.get("FORGEMIND_LOG_LEVEL", "warning"))
-    data = run_job(Forge(home=home), job_id)
+    data = run_job(_kernel_class(rest[0] if rest else DEFAULT_KERNEL)(home=home), job_id)
     return 0 if data.get("status") == "finished" else 1
 
 
