@@ -197,7 +197,7 @@ def _journal_forge(job: CandidateJob, journal: Path) -> KernelHandle:
     """A kernel for the worker, of the driver's kernel class, whose recorders are one
     append-only file (fsynced per batch), not the registry."""
 
-    def record(self: Any, events: Sequence[Event]) -> None:
+    def record(self: KernelHandle, events: Sequence[Event]) -> None:
         if events:
             append_jsonl(journal, [to_dict(event) for event in events])
 
