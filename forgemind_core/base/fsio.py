@@ -79,14 +79,13 @@ def append_jsonl(path: Path | IO[str], records: Iterable[Any]) -> None:
     """Append ``records`` as JSON lines and fsync before returning (to a path, or an open file)."""
     if isinstance(path, (str, Path)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            append_jsonl(fh, records)
+        with open(path, "a", encoding="utf-8") as out:
+            append_jsonl(out, records)
         return
-    fh = path
     for record in records:
-        fh.write(dumps_line(record))
-    fh.flush()
-    os.fsync(fh.fileno())
+        path.write(dumps_line(record))
+    path.flush()
+    os.fsync(path.fileno())
 
 
 def read_jsonl(path: Path, *, repair: bool = False) -> list[Any]:
