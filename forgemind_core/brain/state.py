@@ -12,6 +12,9 @@ finished, ``approval`` only once approved); keys this version does not know are 
 ``extra`` and written back as they were. The loop keeps the state as a plain dict in memory
 (``Loop.state``, which other rooms update through :class:`~forgemind_core.base.protocols.RunHandle`)
 and goes through these records where it reads and writes the file.
+
+Also here: :func:`new_run_id` (a new run's id) and :func:`resumed_goal` (the goal a resumed run
+continues with: the recorded one, or its file's where only a redacted secret differs).
 """
 
 from __future__ import annotations
