@@ -41,10 +41,12 @@ from forgemind_hookspecs import (
     UserError,
     collect_backends,
 )
+from forgemind_hookspecs.policy import Policy
 
 from forgemind_core import adhoc
 from forgemind_core.base.options import BACKEND_NOUN, structure_options, unknown_backend_message
 from forgemind_core.base.plugins import LoadedPlugins, PluginRecord, load_plugins
+from forgemind_core.base.protocols import Reporter
 
 __all__ = ["HOME_ENV", "Forge", "default_home"]
 
@@ -317,7 +319,7 @@ class Forge:
         goal: Goal | str | os.PathLike[str],
         *,
         run_id: str | None = None,
-        reporter: Any = None,
+        reporter: Reporter | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> dict[str, Any]:
         """Run a goal to the end (promote or stop) and return the run's summary.
@@ -333,7 +335,7 @@ class Forge:
             goal = self.load_goal(goal)
         return Loop.start(self, goal, run_id=run_id, reporter=reporter, on_event=on_event).run()
 
-    def resume(self, run_id: str, *, reporter: Any = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+    def resume(self, run_id: str, *, reporter: Reporter | None = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
         """Resume a run from its last finished stage; finished work is not redone or paid again."""
         from forgemind_core.brain.loop import Loop
 
@@ -356,7 +358,7 @@ class Forge:
 
     # --- the Warden: policy, review queue, approvals (forgemind_core/warden/) ----------------
 
-    def load_policy(self, path: str | os.PathLike[str]) -> Any:
+    def load_policy(self, path: str | os.PathLike[str]) -> Policy:
         """Read and validate a policy file (:class:`forgemind_hookspecs.Policy`); ConfigError
         naming file, line and field on a mistake."""
         from forgemind_core.warden.policy import load_policy
@@ -417,7 +419,7 @@ class Forge:
         *,
         new_run_id: str | None = None,
         run: bool = True,
-        reporter: Any = None,
+        reporter: Reporter | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> dict[str, Any]:
         """Start a run that reuses ``run_id``'s work up to ``iteration`` (default: its last) and

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from forgemind_hookspecs import ForgeError, UserError, to_dict
+from forgemind_hookspecs import Event, ForgeError, UserError, to_dict
 
 from forgemind_core.base.fsio import read_json, write_text
 from forgemind_core.base.logs import configure_process_logging
@@ -204,7 +204,7 @@ def run_job(forge: KernelHandle, job_id: str) -> dict[str, Any]:
             events.write(line + "\n")
             events.flush()
 
-    def on_event(event: Any) -> None:
+    def on_event(event: Event) -> None:
         payload = dict(event.payload)
         if event.kind in ("examples", "verdicts"):  # bulk: the registry has them; keep the log light
             payload = {"count": len(payload.get(event.kind) or ())}

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from attrs import evolve
 from cattrs import transform_error
-from forgemind_hookspecs import Checkpoint, ConfigError, UserError, content_hash, from_dict
+from forgemind_hookspecs import Checkpoint, ConfigError, Registry, UserError, content_hash, from_dict
 
 __all__ = ["HasRegistry", "resolve_checkpoint"]
 
@@ -18,7 +18,7 @@ __all__ = ["HasRegistry", "resolve_checkpoint"]
 class HasRegistry(Protocol):
     """Anything with a registry: the ``Forge`` kernel, or a test's stand-in."""
 
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         """The store that answers queries (``forgemind_registry``)."""
         ...
 

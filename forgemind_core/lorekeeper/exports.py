@@ -29,6 +29,7 @@ from forgemind_hookspecs import (
     Checkpoint,
     ForgeError,
     Goal,
+    Registry,
     StageContext,
     TaskPack,
     UserError,
@@ -113,7 +114,7 @@ def export_data(forge: KernelHandle, node_id: str, out: str | os.PathLike[str], 
     return {"id": full, "kind": kind, "format": format, "files": files}
 
 
-def _dataset_rows(registry: Any, home: Path, dataset_id: str) -> list[dict[str, Any]]:
+def _dataset_rows(registry: Registry, home: Path, dataset_id: str) -> list[dict[str, Any]]:
     record = registry.dataset(dataset_id) or {}
     recorded = str(record.get("path") or "")
     path = Path(recorded)
