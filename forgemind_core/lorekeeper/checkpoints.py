@@ -12,6 +12,8 @@ from attrs import evolve
 from cattrs import transform_error
 from forgemind_hookspecs import Checkpoint, ConfigError, Registry, UserError, content_hash, from_dict
 
+from forgemind_core.base.fsio import read_json
+
 __all__ = ["HasRegistry", "resolve_checkpoint"]
 
 
@@ -44,7 +46,7 @@ def resolve_checkpoint(forge: HasRegistry, ref: str, runner: Any = None) -> Chec
             manifest = folder / "checkpoint.json"
         if manifest.is_file():
             try:
-                data = json.loads(manifest.read_text(encoding="utf-8"))
+                data = read_json(manifest)
             except json.JSONDecodeError as error:
                 raise ConfigError(
                     f"not valid JSON ({error.msg})", file=str(manifest), line=error.lineno
