@@ -81,3 +81,97 @@ def test_the_cli_imports_no_heavy_library():
                            capture_output=True, text=True)
     assert help_.returncode == 0 and "run" in help_.stdout
 
+
+# --- the kernel's layering (docs/architecture.md) -------------------------------------------------
+
+KERNEL = ROOT / "forgemind_core"
+
+#: The kernel's rooms, lowest first: a module may import its own room and the rooms below it.
+#: The four pillar rooms of one level are independent of each other; the Brain sequences them.
+LAYERS: dict[str, int] = {
+    "base": 0,
+    "lorekeeper": 1,
+    "foundry": 2, "forge": 2, "trials": 2, "warden": 2,
+    "brain": 3,
+    "adhoc": 4, "api": 5,
+    "cli": 6, "__main__": 7,
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _kernel_imports() -> dict[str, list[tuple[int, str, str]]]:
+    """``{module: [(line, imported module, imported name), ...]}`` for every import of the kernel by
+    the kernel, function-level and ``TYPE_CHECKING`` ones included (they are edges all the same)."""
+    import ast
+
+    modules = {_module_name(p): p for p in KERNEL.rglob("*.py")}
+    found: dict[str, list[tuple[int, str, str]]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        edges = found.setdefault(name, [])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges += [(node.lineno, a.name, "") for a in node.names if a.name.startswith("forgemind_core")]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                if not base.startswith("forgemind_core"):
+                    continue
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    edges.append((node.lineno, sub, "") if sub in modules else (node.lineno, base, a.name))
+    return found
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "api"  # the package itself only re-exports the API
+
+
+def test_the_kernel_has_no_import_cycle():
+    from graphlib import CycleError, TopologicalSorter
+
+    graph = {m: {t for _, t, _ in edges if t != m and not t.startswith(m + ".")}  # a package's lazy re-export
+             for m, edges in _kernel_imports().items()}
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as cycle:
+        pytest.fail(f"import cycle: {' -> '.join(cycle.args[1])}")
+
+
+def test_no_kernel_module_imports_another_modules_private_name():
+    private = [f"{m}:{line} {t}.{n}" for m, edges in _kernel_imports().items() for line, t, n in edges
+               if n.startswith("_") and not n.startswith("__") and t != m]
+    assert not private
+
+
+def test_every_kernel_module_lives_in_a_room_and_imports_only_down():
+    wrong = []
+    for module, edges in _kernel_imports().items():
+        room = _room(module)
+        assert room in LAYERS, f"{module} is in no room of LAYERS"
+        for line, target, _ in edges:
+            other = _room(target)
+            if other == room or target == "forgemind_core":
+                continue
+            if LAYERS[other] >= LAYERS[room]:
+                wrong.append(f"{module}:{line} imports {target} ({other} is not below {room})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_base_layer_imports_nothing_else_of_the_kernel():
+    edges = _kernel_imports()
+    base = [m for m in edges if _room(m) == "base"]
+    assert len(base) >= 5  # plugins, logs, options, file I/O, the run folder at least
+    outside = [f"{m} imports {t}" for m in base for _, t, _ in edges[m] if _room(t) != "base"]
+    assert not outside
+
+
+def test_no_kernel_file_is_over_600_lines():
+    long = {str(p.relative_to(ROOT)): n for p in KERNEL.rglob("*.py") if (n := p.read_text().count("\n")) > 600}
+    assert not long
