@@ -311,10 +311,9 @@ def list_checkpoints(forge: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     home = Path(forge.home)
-    sql = getattr(forge.registry(), "sql", None) if (home / "registry").exists() else None
-    if sql is not None:
-        for row in sql("SELECT id, path, kind, method, base_model, run_id, iteration FROM checkpoints "
-                       "ORDER BY run_id DESC, iteration DESC"):
+    recorded = getattr(forge.registry(), "checkpoints", None) if (home / "registry").exists() else None
+    if recorded is not None:
+        for row in recorded():
             seen.add(row["id"])
             rows.append({**row, "source": "registry"})
     for source, pattern in (("train", "checkpoints/*"), ("pretrain", "cache/bases/*")):
