@@ -427,3 +427,11 @@ def test_forked_run_layout_registry_and_events(forge, colors_goal):
     assert _event_kinds(forge, "child") == FORK_EVENTS
     assert sorted((r["id"], r["branch"], r["parent_run"]) for r in forge.runs()) == [
         ("child", "more-epochs", "parent"), ("parent", "main", None)]
+
+
+def test_plain_run_checkpoints_are_listed_through_the_registry_contract(forge, plain):
+    # forge checkpoints reads recorded checkpoints with Registry.checkpoints(), not SQL of its own
+    recorded = [row for row in forge.checkpoints() if row["source"] == "registry"]
+    assert [(row["run_id"], row["iteration"]) for row in recorded] == [(plain["run_id"], n) for n in (2, 1, 0)]
+    assert [row["id"] for row in recorded[:2]] == [it["checkpoint"] for it in reversed(plain["iterations"])]
+    assert recorded[2]["id"] not in {row["id"] for row in recorded[:2]}  # iteration 0: the base it started from
