@@ -230,6 +230,14 @@ class Forge:
             raise ForgeError("no registry plugin is installed (install forgemind-duckdb-registry)")
         return registry  # type: ignore[no-any-return]
 
+    def resolve_model(self, ref: str) -> Any:
+        """The model a reference names (a checkpoint id or prefix, ``stable:GOAL[@VERSION]``, a
+        checkpoint folder, an export bundle, a ``.gguf`` file): a
+        :class:`~forgemind_core.lorekeeper.models.ModelRef` (docs/servers.md, "Model references")."""
+        from forgemind_core.lorekeeper.models import resolve_model
+
+        return resolve_model(self.registry(), self.home, ref)
+
     def context(self, **fields: Any) -> StageContext:
         """A :class:`StageContext` rooted in this kernel's home (for work outside a run)."""
         from forgemind_core.base.logs import make_logger
