@@ -46,9 +46,12 @@ class GGUFExporter:
 
     @frozen
     class Options:
-        """:ivar dtype: ``f32`` (exact) or ``f16`` (half the size) for the weight matrices."""
+        """:ivar dtype: ``f32`` (exact), ``f16`` (half the size) or ``q8_0`` (about a quarter:
+            8-bit weights with one scale per 32, quantised by the ``gguf`` package as llama.cpp's
+            converter does; matrices whose rows are not whole blocks stay f16) for the weight
+            matrices. Norms stay f32 in every case."""
 
-        dtype: Literal["f32", "f16"] = "f32"
+        dtype: Literal["f32", "f16", "q8_0"] = "f32"
 
     def __init__(self, options: GGUFExporter.Options | None = None) -> None:
         self.options = options or GGUFExporter.Options()
@@ -71,7 +74,7 @@ class OllamaExporter:
             checkpoints only)."""
 
         source: Literal["gguf", "safetensors", "adapter"] = "gguf"
-        dtype: Literal["f32", "f16"] = "f32"
+        dtype: Literal["f32", "f16", "q8_0"] = "f32"
 
     def __init__(self, options: OllamaExporter.Options | None = None) -> None:
         self.options = options or OllamaExporter.Options()

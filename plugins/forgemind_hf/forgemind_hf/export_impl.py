@@ -119,11 +119,34 @@ def _vocab(tokenizer: Any) -> tuple[list[str], list[int]]:
     return tokens, types
 
 
+#: GGUF dtype -> the file type written in the header (``gguf.LlamaFileType``).
+_FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}
+
+
+def _add_tensor(writer: Any, name: str, array: Any, dtype: str) -> None:
+    """One tensor as llama.cpp's converter writes it: 1-D tensors (norms) stay f32; for ``q8_0``
+    each matrix whose rows are whole 32-value blocks is quantised with ``gguf.quants`` (8-bit
+    values, one f16 scale per block), any other in f16."""
+    import gguf
+    import numpy as np
+
+    if dtype == "f32" or array.ndim == 1:
+        writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float32))
+        return
+    if dtype == "q8_0":
+        qtype = gguf.GGMLQuantizationType.Q8_0
+        block = gguf.GGML_QUANT_SIZES[qtype][0]
+        if array.shape[-1] % block == 0:
+            data = gguf.quants.quantize(np.ascontiguousarray(array, dtype=np.float32), qtype)
+            writer.add_tensor(name, data, raw_dtype=qtype)  # byte shape -> element shape
+            return
+    writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float16))
+
+
 def write_gguf(checkpoint: Checkpoint, out: Path, *, dtype: str = "f32", name: str = "",
                filename: str = "model.gguf") -> Path:
     """Write ``out/model.gguf`` from the (merged) model; Llama architecture only."""
     import gguf
-    import numpy as np
 
     model, tokenizer = load_merged(checkpoint)
     config = model.config
@@ -156,7 +179,9 @@ def write_gguf(checkpoint: Checkpoint, out: Path, *, dtype: str = "f32", name: s
     theta = rope.get("rope_theta") if isinstance(rope, Mapping) else None
     writer.add_rope_freq_base(float(theta or getattr(config, "rope_theta", 10000.0)))
     writer.add_vocab_size(int(config.vocab_size))
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    if dtype not in _FILE_TYPES:
+        raise UserError(f"unknown GGUF dtype {dtype!r}; choose {', '.join(_FILE_TYPES)}", field="dtype")
+    writer.add_file_type(getattr(gguf.LlamaFileType, _FILE_TYPES[dtype]))
 
     tokens, types = _vocab(tokenizer)
     writer.add_tokenizer_model("gpt2")
@@ -187,8 +212,7 @@ def write_gguf(checkpoint: Checkpoint, out: Path, *, dtype: str = "f32", name: s
         new_name = names.get_name(key, try_suffixes=(".weight", ".bias"))
         if new_name is None:
             raise UserError(f"GGUF export cannot map the tensor {key!r}", field="target")
-        keep_f32 = dtype == "f32" or array.ndim == 1  # norms stay f32, as llama.cpp's converter does
-        writer.add_tensor(new_name, np.ascontiguousarray(array, dtype=np.float32 if keep_f32 else np.float16))
+        _add_tensor(writer, new_name, array, dtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
