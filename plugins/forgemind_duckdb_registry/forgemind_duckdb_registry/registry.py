@@ -279,7 +279,8 @@ class DuckDBRegistry:
         (``stable:v3``).
 
         Ancestors follow edges backwards (checkpoint <- dataset <- run, checkpoint <- base
-        checkpoint, ...); every dataset among the node and its ancestors comes with a summary
+        checkpoint, dataset <- the teacher checkpoint that ``generated`` or ``judged`` its
+        examples <- the teacher's own dataset, ...; an example <- the checkpoint that wrote it); every dataset among the node and its ancestors comes with a summary
         of its examples' sources (generator, model, prompt template, count). Descendants follow
         edges forwards (dataset -> checkpoints -> promotions, run -> forks, ...).
 
@@ -300,6 +301,11 @@ class DuckDBRegistry:
                     {"id": o["run_id"], "kind": "run", "relation": "generated", "child": node_id, "depth": 1}
                     for o in origins
                 ]
+                for teacher in _teachers(con, node_id):  # a served checkpoint wrote it: its lineage too
+                    ancestors.append(
+                        {"id": teacher, "kind": "checkpoint", "relation": "generated", "child": node_id, "depth": 1}
+                    )
+                    ancestors += [{**a, "depth": a["depth"] + 1} for a in _walk(con, teacher, forward=False)]
                 seeds = [
                     r["dataset_id"]
                     for r in _fetch(
@@ -579,6 +585,21 @@ def _walk(con: Any, start: str, *, forward: bool) -> list[dict[str, Any]]:
         [start],
     )
     return rows
+
+
+def _teachers(con: Any, example_id: str) -> list[str]:
+    """The recorded checkpoints that generated ``example_id``: its ``source.model`` is a
+    checkpoint id, or the name a checkpoint was served under to the run that made it."""
+    rows = con.execute(
+        """SELECT c.id FROM examples e JOIN checkpoints c ON c.id = e.model WHERE e.id = ?
+           UNION
+           SELECT s.checkpoint_id FROM examples e JOIN served_models s
+             ON s.run_id = e.run_id AND s.served_model = e.model AND s.pillar = 'generators'
+           WHERE e.id = ?
+           ORDER BY 1""",
+        [example_id, example_id],
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def _datasets(con: Any, ids: list[str]) -> list[dict[str, Any]]:

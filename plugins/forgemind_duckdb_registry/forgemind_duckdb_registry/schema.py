@@ -85,8 +85,18 @@ _V2: tuple[str, ...] = (
         SELECT example_id, 'example', dataset_id, 'dataset', 'member_of', NULL FROM dataset_examples""",
 )
 
+_V3: tuple[str, ...] = (
+    # A recorded checkpoint served to a run (``server.used``): which client backend of which
+    # pillar used it, under which served model name. The teacher edges (checkpoint -> run,
+    # checkpoint -> dataset) are in lineage_edges; this table says which stage used it.
+    """CREATE TABLE served_models (
+        run_id VARCHAR, key VARCHAR, checkpoint_id VARCHAR, served_model VARCHAR, pillar VARCHAR,
+        client VARCHAR, field VARCHAR, ref VARCHAR, checkpoint_run VARCHAR, goal VARCHAR, version INTEGER,
+        event_id VARCHAR, UNIQUE (run_id, key, pillar, client))""",
+)
+
 #: version -> the SQL steps that reach it from the version before. Append only.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
 
 #: The version this plugin writes.
 SCHEMA_VERSION: int = max(MIGRATIONS)

@@ -457,7 +457,53 @@ def _on_dataset(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, 
     _edge(con, run_id, "run", did, "dataset", "reused" if p.get("inherited_from") else "produced", run_id)
     for parent in ref.get("parents") or []:
         _edge(con, parent, "dataset", did, "dataset", "derived", run_id)
+    _teacher_edges(con, run_id, did)
     _iteration(con, event, dataset_id=did)
+
+
+#: A served checkpoint's relation to the run it served, by the pillar of the client that used it.
+_SERVED_RELATION = {"generators": "generated", "filters": "judged", "adversaries": "attacked",
+                    "runners": "answered"}
+
+
+def _teacher_edges(con: Any, run_id: str, dataset_id: str) -> None:
+    """Teacher checkpoint -> dataset: ``generated`` when examples of the dataset name a recorded
+    checkpoint as their ``source.model`` (a served checkpoint answers under its id), ``judged``
+    when a filter of the run that built it was served by one (every example of the dataset went
+    through the run's filters)."""
+    teachers = con.execute(
+        """SELECT DISTINCT de.model FROM dataset_examples de JOIN checkpoints c ON c.id = de.model
+           WHERE de.dataset_id = ?
+           UNION
+           SELECT DISTINCT s.checkpoint_id FROM served_models s JOIN dataset_examples de
+             ON de.model = s.served_model AND de.dataset_id = ?
+           WHERE s.run_id = ? AND s.pillar = 'generators'""",
+        [dataset_id, dataset_id, run_id],
+    ).fetchall()
+    for (cid,) in teachers:
+        _edge(con, cid, "checkpoint", dataset_id, "dataset", "generated", run_id)
+    judges = con.execute(
+        "SELECT DISTINCT checkpoint_id FROM served_models WHERE run_id = ? AND pillar = 'filters'", [run_id]
+    ).fetchall()
+    for (cid,) in judges:
+        _edge(con, cid, "checkpoint", dataset_id, "dataset", "judged", run_id)
+
+
+def _on_server_used(con: Any, batch: _Batch, event: dict[str, Any], p: Mapping[str, Any], home: Path) -> None:
+    """A recorded checkpoint served a stage of this run: its row in ``served_models`` and the
+    edge checkpoint -> run (``generated``, ``judged``, ``attacked`` or ``answered``)."""
+    cid = p.get("checkpoint_id")
+    if not cid:
+        return
+    run_id, pillar = event["run_id"], str(p.get("pillar") or "")
+    con.execute(
+        "INSERT OR IGNORE INTO served_models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id, p.get("key"), cid, p.get("served_model"), pillar, p.get("client"), p.get("field"),
+            p.get("ref"), p.get("checkpoint_run"), p.get("goal"), p.get("version"), event["id"],
+        ],
+    )  # fmt: skip
+    _edge(con, cid, "checkpoint", run_id, "run", _SERVED_RELATION.get(pillar, "served"), run_id)
 
 
 def _load_members(con: Any, dataset_id: str, path: Path) -> None:
@@ -655,4 +701,5 @@ _HANDLERS: dict[str, Any] = {
     "promotion": _on_promotion,
     "review.item": _on_review_item,
     "review.decision": _on_review_decision,
+    "server.used": _on_server_used,
 }

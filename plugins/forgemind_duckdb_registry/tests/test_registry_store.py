@@ -63,8 +63,9 @@ def test_upgrades_a_version_1_file(forge_home: Path) -> None:
     assert row["id"] == "old-run" and row["goal_name"] == "legacy"
     assert row["cost_usd"] == 0.0  # the column version 2 added, with its default
     with connect(forge_home) as con:
-        assert schema_version(con) == SCHEMA_VERSION == 2
+        assert schema_version(con) == SCHEMA_VERSION == 3
         assert con.execute("SELECT count(*) FROM all_edges").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM served_models").fetchone()[0] == 0  # version 3's table
 
 
 def test_refuses_a_file_from_a_newer_plugin(forge_home: Path) -> None:
