@@ -238,6 +238,18 @@ class Forge:
 
         return resolve_model(self.registry(), self.home, ref)
 
+    def serve(self, ref: str, *, dtype: str = "q8_0", host: str = "127.0.0.1", port: int | None = None,
+              token: str | None = None, backend: str = "llamacpp",
+              server_options: Mapping[str, Any] | None = None) -> Any:
+        """A :class:`~forgemind_core.lorekeeper.serving.ModelServer` for the model ``ref`` names
+        (``forge serve``), not started yet: use it as a context manager, or ``start()`` (resolves,
+        exports the GGUF once, cached, and starts the server) and ``stop()``. ``host`` beyond
+        loopback needs ``token`` (a one-sentence UserError here, before anything starts)."""
+        from forgemind_core.lorekeeper.serving import ModelServer
+
+        return ModelServer(self, ref, dtype=dtype, host=host, port=port, token=token, backend=backend,
+                           server_options=dict(server_options or {}))
+
     def context(self, **fields: Any) -> StageContext:
         """A :class:`StageContext` rooted in this kernel's home (for work outside a run)."""
         from forgemind_core.base.logs import make_logger

@@ -30,6 +30,7 @@ KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("forgemind_core.cli.commands.iterate",
      ("fork", "diff_command", "sql_command", "export_data_command", "export_command")),
     ("forgemind_core.cli.commands.jobs", ("jobs", "checkpoints")),
+    ("forgemind_core.cli.commands.serve", ("serve",)),
 )
 
 

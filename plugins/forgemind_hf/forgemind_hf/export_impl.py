@@ -143,6 +143,23 @@ def _add_tensor(writer: Any, name: str, array: Any, dtype: str) -> None:
     writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float16))
 
 
+def _gguf_chat_template(tokenizer: Any) -> str:
+    """The chat template as llama.cpp should render it: ForgeMind's runner and trainer put BOS
+    before a rendered conversation that does not start with it (``text.prompt_ids``), while
+    llama.cpp's chat handler adds no BOS of its own to a Jinja template; so a template whose
+    output does not start with BOS gets ``{{ bos_token }}`` in front, and both see the same tokens."""
+    template = str(tokenizer.chat_template)
+    bos = getattr(tokenizer, "bos_token", None)
+    if not bos or tokenizer.bos_token_id is None:
+        return template
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
+                                                 tokenize=False)
+    except Exception:  # a template that needs more than one user turn: leave it as written
+        return template
+    return template if str(rendered).startswith(bos) else "{{ bos_token }}" + template
+
+
 def write_gguf(checkpoint: Checkpoint, out: Path, *, dtype: str = "f32", name: str = "",
                filename: str = "model.gguf") -> Path:
     """Write ``out/model.gguf`` from the (merged) model; Llama architecture only."""
@@ -197,7 +214,7 @@ def write_gguf(checkpoint: Checkpoint, out: Path, *, dtype: str = "f32", name: s
     writer.add_add_bos_token(tokenizer.bos_token_id is not None)
     writer.add_add_eos_token(False)
     if getattr(tokenizer, "chat_template", None):
-        writer.add_chat_template(tokenizer.chat_template)
+        writer.add_chat_template(_gguf_chat_template(tokenizer))
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layers)
     state = {k: v.detach().to("cpu").float().numpy() for k, v in model.state_dict().items()}

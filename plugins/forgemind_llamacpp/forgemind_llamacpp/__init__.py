@@ -67,19 +67,37 @@ def resolve_model(model: str, base_dir: Path | None = None) -> tuple[Path, str]:
     raise AssertionError("unreachable")
 
 
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+#: Where the server's API key travels: its environment (llama_cpp.server's settings read
+#: ``API_KEY``), never its command line, which every user of the machine can read.
+API_KEY_ENV = "API_KEY"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _free(port: int, host: str = HOST) -> bool:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
         try:
-            s.bind((HOST, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def _any_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
+def _any_free_port(host: str = HOST) -> int:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _client_host(host: str) -> str:
+    """The address a client on this machine uses for a server bound to ``host``."""
+    if host in ("0.0.0.0", ""):
+        return HOST
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def _cores() -> int:
@@ -99,7 +117,8 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 class LlamaCppServer:
-    """Serves a GGUF with llama.cpp's OpenAI-compatible server (llama-cpp-python) on 127.0.0.1."""
+    """Serves a GGUF with llama.cpp's OpenAI-compatible server (llama-cpp-python) on 127.0.0.1
+    (or ``host``)."""
 
     name: ClassVar[str] = "llamacpp"
 
@@ -114,6 +133,12 @@ class LlamaCppServer:
             resume or a rerun, or any free port when that one is taken; ``0``: any free port.
         :ivar chat_format: llama.cpp's ``--chat_format`` (``None``: the GGUF's own template).
         :ivar extra_args: further ``llama_cpp.server`` arguments, e.g. ``[--n_batch, "256"]``.
+        :ivar host: the address to bind; anything but loopback is the caller's decision (``forge
+            serve`` asks for a token first).
+        :ivar api_key: the key clients must send (``Authorization: Bearer KEY``); ``None``: any.
+            It reaches the server through its environment, not its command line.
+        :ivar alias: the served model id (``/v1/models``); ``None``: the catalogue name or the
+            file's stem.
         """
 
         n_ctx: int = 2048
@@ -123,6 +148,9 @@ class LlamaCppServer:
         port: int | None = None
         chat_format: str | None = None
         extra_args: tuple[str, ...] = ()
+        host: str = HOST
+        api_key: str | None = None
+        alias: str | None = None
 
     def __init__(self, options: LlamaCppServer.Options | None = None) -> None:
         self.options = options or self.Options()
@@ -137,6 +165,7 @@ class LlamaCppServer:
             return self.endpoint
         base = Path(ctx.goal.source).parent if ctx.goal is not None and ctx.goal.source else None
         path, alias = resolve_model(model, base)
+        alias = self.options.alias or alias
         log_path = Path(ctx.work_dir) / "server.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         port = self._port(path)
@@ -145,8 +174,9 @@ class LlamaCppServer:
                 endpoint = self._launch(path, alias, port, log_path, ctx)
             except _PortTaken:
                 if attempt == 2:
-                    raise ForgeError(f"the llama.cpp server could not bind a port on {HOST} (log: {log_path})") from None
-                port = _any_free_port()
+                    raise ForgeError(f"the llama.cpp server could not bind a port on {self.options.host} "
+                                     f"(log: {log_path})") from None
+                port = _any_free_port(self.options.host)
                 continue
             self.endpoint = endpoint
             return endpoint
@@ -173,19 +203,20 @@ class LlamaCppServer:
     # -- helpers --------------------------------------------------------------------------
 
     def _port(self, path: Path) -> int:
+        host = self.options.host
         if self.options.port is not None:
-            return self.options.port or _any_free_port()
+            return self.options.port or _any_free_port(host)
         stat = path.stat()
         seed = content_hash([str(path), stat.st_size, self.options.n_ctx, self.options.chat_format,
                              list(self.options.extra_args)], length=8)
         low, high = PORT_RANGE
         preferred = low + int(seed, 16) % (high - low)
-        return preferred if _free(preferred) else _any_free_port()
+        return preferred if _free(preferred, host) else _any_free_port(host)
 
     def _command(self, path: Path, alias: str, port: int) -> list[str]:
         o = self.options
         cmd = [sys.executable, "-m", "forgemind_llamacpp._serve", "--model", str(path), "--model_alias", alias,
-               "--host", HOST, "--port", str(port), "--n_ctx", str(o.n_ctx),
+               "--host", o.host, "--port", str(port), "--n_ctx", str(o.n_ctx),
                "--n_threads", str(o.n_threads or _cores())]
         if o.chat_format:
             cmd += ["--chat_format", o.chat_format]
@@ -193,6 +224,9 @@ class LlamaCppServer:
 
     def _launch(self, path: Path, alias: str, port: int, log_path: Path, ctx: StageContext) -> Endpoint:
         env = dict(os.environ)
+        env.pop(API_KEY_ENV, None)  # a key in our environment is not one this server was asked for
+        if self.options.api_key:
+            env[API_KEY_ENV] = self.options.api_key
         if threading.current_thread() is threading.main_thread():
             env[PARENT_ENV] = str(os.getpid())
         if self._log is None:
@@ -205,7 +239,7 @@ class LlamaCppServer:
             stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
             env=env, process_group=0,  # its own group: a Ctrl-C in the terminal is ours to handle
         )
-        base_url = f"http://{HOST}:{port}/v1"
+        base_url = f"http://{_client_host(self.options.host)}:{port}/v1"
         try:
             self._wait_ready(base_url, alias, log_path, started, model=str(path))
         except BaseException:
@@ -213,8 +247,8 @@ class LlamaCppServer:
             raise
         ctx.log.info("llamacpp.ready", model=alias, base_url=base_url, pid=self._proc.pid,
                      seconds=round(time.monotonic() - started, 2))
-        return Endpoint(base_url=base_url, model=alias, client_defaults=dict(CLIENT_DEFAULTS),
-                        pid=self._proc.pid, log=str(log_path))
+        return Endpoint(base_url=base_url, model=alias, api_key=self.options.api_key,
+                        client_defaults=dict(CLIENT_DEFAULTS), pid=self._proc.pid, log=str(log_path))
 
     def _wait_ready(self, base_url: str, alias: str, log_path: Path, started: float, *, model: str) -> None:
         proc = self._proc
@@ -228,7 +262,7 @@ class LlamaCppServer:
                     raise _PortTaken
                 raise ForgeError(f"the llama.cpp server for {model} exited with code {code} while starting: "
                                  f"{tail or 'no output'} (log: {log_path})")
-            if _answers(f"{base_url}/models", alias):
+            if _answers(f"{base_url}/models", alias, self.options.api_key):
                 return
             if time.monotonic() > deadline:
                 raise ForgeError(f"the llama.cpp server for {model} did not answer within "
@@ -244,9 +278,10 @@ class _PortTaken(Exception):
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _answers(url: str, alias: str) -> bool:
+def _answers(url: str, alias: str, api_key: str | None = None) -> bool:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
     try:
-        with _OPENER.open(url, timeout=2) as response:
+        with _OPENER.open(request, timeout=2) as response:
             data = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return False
