@@ -223,3 +223,71 @@ def test_an_unknown_model_is_one_sentence(home: Path) -> None:
                           capture_output=True, text=True, env=_env(home), timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "stable:nothing-here" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+GOAL_CORPUS = " ".join(
+    f"the {t} is {c}. my {t} looks {c} today. Sentence: paint it {c} please\nTemperature: {w}\n"
+    for t in ("car", "wall", "cup", "lamp")
+    for w, cs in (("warm", ("red", "orange", "amber", "crimson")), ("cool", ("blue", "teal", "azure", "cyan")))
+    for c in cs
+) * 3
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory):
+    """A promoted LoRA checkpoint of the colours goal (a tiny base pre-trained here, one
+    iteration), as tests/test_export.py makes it: what stable:colors names."""
+    from colors_pack import write_pack
+
+    root = tmp_path_factory.mktemp("promoted")
+    (root / "corpus.txt").write_text(GOAL_CORPUS)
+    goal = write_pack(root / "colors")
+    text = goal.read_text()
+    for old, new in (
+        ("limits: {base_model: pretrain, method: full, max_iterations: 3}",
+         "limits: {base_model: pretrain, method: lora, max_iterations: 1}\n"
+         f"pretrain: {{corpus: {root / 'corpus.txt'}, preset: tiny, layers: 2, hidden: 64, heads: 4, ffn: 128, "
+         "vocab: 400, context: 128, seq_len: 64, batch_size: 8, steps: 20, bf16: false}"),
+        ("success: {metric: accuracy, threshold: 0.9, tier: full, canary_min: 1.0}",
+         "success: {metric: accuracy, threshold: 0.0, tier: full, canary_min: 0.0}"),
+        ("train: {backend: memo}", "train: {backend: hf, epochs: 3, learning_rate: 0.003, bf16: false, "
+         "batch_size: 8, save_every_steps: 0, max_length: 64}"),
+        ("runner: {backend: memo}", "runner: {backend: hf, max_new_tokens: 4, bf16: false}"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    goal.write_text(text)
+    forge = Forge(home=root / "home", blocked=["openai"])
+    summary = forge.run(goal, run_id="gen-1")
+    assert summary["outcome"] == "promoted", summary["reasons"]
+    return forge, summary["stable_checkpoint"]["id"]
+
+
+@needs_llama
+def test_serve_stable_goal_serves_the_promoted_lora_checkpoint(promoted) -> None:
+    import openai
+
+    forge, checkpoint_id = promoted
+    prompts = ["Sentence: paint it red please\nTemperature:", "Sentence: paint it teal please\nTemperature:"]
+    server = Served(forge.home, "stable:colors", "--port", "0")
+    try:
+        info = server.info
+        assert (info["named_by"], info["goal"], info["version"], info["run_id"], info["checkpoint_id"]) == (
+            "channel", "colors", 1, "gen-1", checkpoint_id)
+        assert info["model"] == "colors@v1"
+        client = openai.OpenAI(base_url=info["base_url"], api_key="unused", max_retries=0, timeout=120)
+        hf = forge.generate(checkpoint_id, prompts, max_new_tokens=4, temperature=0.0,
+                            runner_options={"bf16": False})
+        served_text = [client.completions.create(model=info["model"], prompt=p, max_tokens=4,
+                                                 temperature=0.0).choices[0].text for p in prompts]
+        assert served_text == hf and any(t.strip() for t in hf), (served_text, hf)
+        gguf = info["gguf"]
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(60) == 0
+        server.kill()
+    again = Served(forge.home, checkpoint_id[:8], "--port", "0")  # a prefix: the same cached export
+    try:
+        assert (again.info["named_by"], again.info["gguf"], again.info["model"]) == ("checkpoint", gguf, "colors@v1")
+    finally:
+        again.kill()
