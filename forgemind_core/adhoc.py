@@ -186,8 +186,9 @@ def generate(forge: Any, checkpoint: str | Checkpoint, prompts: Sequence[str], *
 
 def _servers(forge: Any) -> Any:
     from forgemind_core.base.servers import ServerPool
+    from forgemind_core.lorekeeper.served import RegistryModels
 
-    return ServerPool(forge, context=lambda: _ctx(forge, "servers", None))
+    return ServerPool(forge, context=lambda: _ctx(forge, "servers", None), resolver=RegistryModels(forge))
 
 
 class _EvalSetup:

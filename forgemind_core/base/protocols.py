@@ -12,10 +12,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from forgemind_hookspecs import Budget, DatasetRef, Event, Example, Goal, IterationSummary, TaskPack
+import attrs
+from forgemind_hookspecs import (
+    Budget,
+    Checkpoint,
+    DatasetRef,
+    Event,
+    Example,
+    Goal,
+    IterationSummary,
+    StageContext,
+    TaskPack,
+)
 from forgemind_hookspecs.policy import Policy
 
-__all__ = ["KernelHandle", "NullReporter", "Record", "Reporter", "RunHandle"]
+__all__ = ["KernelHandle", "ModelResolver", "NullReporter", "Record", "Reporter", "RunHandle", "ServedModel"]
 
 
 class KernelHandle(Protocol):
@@ -51,6 +62,49 @@ class KernelHandle(Protocol):
     def backend(self, pillar: str, name: str, options: Mapping[str, Any] | None = None, *,
                 field: str | None = None) -> Any:
         """The backend ``name`` of ``pillar`` (``"reviewers"``, ``"executors"``, ...), built with ``options``."""
+        ...
+
+
+@attrs.frozen
+class ServedModel:
+    """What the model a goal names beside ``server:`` resolved to (docs/servers.md, "Model
+    references"): the file the server is started on and, for a recorded model, where it came from.
+
+    :ivar ref: what the goal wrote (``stable:tickets``, a checkpoint id, ...).
+    :ivar model: what the server backend is handed: a GGUF file once :meth:`ModelResolver.prepare`
+        has run, the checkpoint's folder before.
+    :ivar kind: the checkpoint's kind (``full``, ``lora``, ...) or ``gguf``.
+    :ivar checkpoint_id: the checkpoint served, ``None`` for a GGUF file of unknown origin.
+    :ivar run_id: the run that recorded (and promoted) the checkpoint.
+    :ivar goal: that run's goal.
+    :ivar version: its version on the channel (``stable:GOAL@VERSION``).
+    :ivar checkpoint: the checkpoint record (what an exporter takes), ``None`` for a GGUF file.
+    """
+
+    ref: str
+    model: str
+    kind: str = "gguf"
+    checkpoint_id: str | None = None
+    run_id: str | None = None
+    goal: str | None = None
+    version: int | None = None
+    checkpoint: Checkpoint | None = None
+
+
+class ModelResolver(Protocol):
+    """Resolves the model references of ``server:`` entries for a :class:`ServerPool
+    <forgemind_core.base.servers.ServerPool>` (the base layer cannot read the registry itself:
+    the Loop and the API inject the Lorekeeper's, ``forgemind_core.lorekeeper.served``)."""
+
+    def resolve(self, model: str, *, base_dir: Path | None = None) -> ServedModel | None:
+        """What ``model`` names in the registry, or ``None`` when it is not a reference (a
+        catalogue name or a ``.gguf`` path, which the server backend takes as written).
+        Cheap: no export. Raises a one-sentence ``UserError`` for an unknown reference."""
+        ...
+
+    def prepare(self, served: ServedModel, ctx: StageContext) -> ServedModel:
+        """``served`` with :attr:`ServedModel.model` a GGUF file a server can load (exported on
+        demand and cached under the home)."""
         ...
 
 

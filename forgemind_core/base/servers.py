@@ -13,17 +13,27 @@ The client backend (here the openai generator) is then not pointed at a remote A
 The run's :class:`ServerPool` starts each server the first time a stage needs it, shares it
 between every stage that asks for the same (server backend, model, server options), and stops
 them all when the run ends, normally or not.
+
+``model`` may also be a *model reference* (docs/servers.md, "Model references"): ``stable:GOAL``,
+``stable:GOAL@VERSION``, a checkpoint id, a checkpoint folder or an export bundle. The pool asks
+its injected :class:`~forgemind_core.base.protocols.ModelResolver` (the Lorekeeper's) what it
+names, once per run, has the checkpoint's GGUF made (cached under the home), serves that file and
+records the checkpoint, its run, goal and version in ``server.started``, and each client stage
+that uses it in ``server.used`` (the registry's teacher edge).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
-from forgemind_hookspecs import ConfigError, Endpoint, StageContext, content_hash
+from forgemind_hookspecs import ConfigError, Endpoint, StageContext, UserError, content_hash
+
+from forgemind_core.base.protocols import ModelResolver, ServedModel
 
 __all__ = ["SERVER_KEY", "ServerPool", "split_server"]
 
@@ -57,18 +67,48 @@ class ServerPool:
     :param forge: the kernel whose catalogue offers the servers and the client backends.
     :param context: makes the :class:`StageContext` handed to a server (called once, on the
         first start); each server gets its own folder under its ``work_dir``.
-    :param record: ``record(kind, stage=..., payload=..., key=...)`` for the ``server.started``
-        and ``server.stopped`` events (the loop's recorder), or ``None``.
+    :param record: ``record(kind, stage=..., payload=..., key=...)`` for the ``server.started``,
+        ``server.used`` and ``server.stopped`` events (the loop's recorder), or ``None``.
+    :param resolver: resolves model references (``stable:GOAL``, checkpoint ids); ``None``:
+        every model is handed to the server backend as written (a catalogue name or a GGUF).
+    :param base_dir: the goal file's folder, for relative paths in ``model``.
     """
 
     def __init__(self, forge: Any, *, context: Callable[[], StageContext],
-                 record: Callable[..., None] | None = None) -> None:
+                 record: Callable[..., None] | None = None, resolver: ModelResolver | None = None,
+                 base_dir: Path | None = None) -> None:
         self.forge = forge
         self._context_factory = context
         self._context: StageContext | None = None
         self._record = record
+        self._resolver = resolver
+        self._base_dir = base_dir
         self._servers: dict[str, tuple[Any, Endpoint, dict[str, Any]]] = {}
+        self._resolved: dict[str, ServedModel | None] = {}
+        self._used: set[tuple[str, str, str]] = set()
         self._lock = threading.RLock()
+
+    def resolve(self, model: str, *, field: str | None = None) -> ServedModel | None:
+        """What ``model`` names (once per run: a second stage asking gets the same answer), or
+        ``None`` when it is no reference (no resolver, a catalogue name, a ``.gguf`` path).
+
+        :raises ConfigError: one sentence naming ``field``: an unknown reference.
+        """
+        with self._lock:
+            if model not in self._resolved:
+                try:
+                    found = self._resolver.resolve(model, base_dir=self._base_dir) if self._resolver else None
+                except UserError as error:
+                    raise ConfigError(error.message, field=field or "model") from None
+                self._resolved[model] = found
+            return self._resolved[model]
+
+    def check(self, models: Iterable[tuple[str, str]]) -> list[ServedModel]:
+        """Resolve every ``(field, model)`` before the run's first stage, so an unknown
+        ``stable:GOAL`` stops the run at once, not after an hour of training; returns the
+        references found."""
+        found = [self.resolve(model, field=field) for field, model in models]
+        return [f for f in found if f is not None]
 
     def backend(self, pillar: str, name: str, options: Mapping[str, Any] | None = None, *,
                 field: str | None = None) -> Any:
@@ -87,7 +127,10 @@ class ServerPool:
         problem = client_problem(info.cls.Options, own)
         if problem:
             raise ConfigError(problem, field=_join(field, SERVER_KEY))
-        endpoint = self.endpoint(spec, str(own["model"]), field=_join(field, SERVER_KEY))
+        model = str(own["model"])
+        self.resolve(model, field=_join(field, "model"))
+        endpoint = self.endpoint(spec, model, field=_join(field, SERVER_KEY))
+        self._note_use(model, endpoint, pillar=pillar, client=name, field=field)
         fields = attrs.fields_dict(info.cls.Options)
         return {**{k: v for k, v in endpoint.client_defaults.items() if k in fields and k not in own},
                 **own, "base_url": endpoint.base_url, "model": endpoint.model}
@@ -99,17 +142,27 @@ class ServerPool:
             raise ConfigError("expected a mapping with a 'backend' key naming the server to start", field=field)
         backend = str(spec["backend"])
         server_options = {k: v for k, v in spec.items() if k != "backend"}
-        key = content_hash([backend, model, server_options], length=16)
         with self._lock:
+            served = self.resolve(model, field=field)  # options() asked first, naming the model's field
+            # stable:GOAL and that model's checkpoint id are the same model: one server
+            identity = (served.checkpoint_id or served.model) if served is not None else model
+            key = content_hash([backend, identity, server_options], length=16)
             if key in self._servers:
                 return self._servers[key][1]
             info = self.forge.backend_info("servers", backend, field=_join(field, "backend"))
-            server = info.cls(self.forge.build_options(info, server_options, field=field))
+            built = dict(server_options)
+            if served is not None and served.checkpoint_id and "alias" in _fields(info.cls.Options):
+                built.setdefault("alias", served.checkpoint_id)  # what it writes names the checkpoint
+            server = info.cls(self.forge.build_options(info, built, field=field))
             ctx = self._server_context(f"{backend}-{key}")
-            described = {"backend": backend, "model": model, "options": server_options, "key": key}
+            described: dict[str, Any] = {"backend": backend, "model": model, "options": server_options, "key": key}
             started = time.monotonic()
+            if served is not None:
+                assert self._resolver is not None
+                served = self._resolver.prepare(served, ctx)  # the GGUF, exported on demand (cached)
+                described.update(_provenance(served))
             try:
-                endpoint: Endpoint = server.start(model, ctx)
+                endpoint: Endpoint = server.start(served.model if served is not None else model, ctx)
             except BaseException:  # a failed or interrupted start leaves no process behind
                 server.stop()
                 raise
@@ -147,6 +200,21 @@ class ServerPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _note_use(self, model: str, endpoint: Endpoint, *, pillar: str, client: str, field: str | None) -> None:
+        """``server.used`` once per (server, client pillar, client backend) of a recorded model:
+        which stages a checkpoint served (generated, judged, attacked, answered) — the registry's
+        teacher edge. Models of no recorded checkpoint (a catalogue GGUF) record nothing more."""
+        served = self._resolved.get(model)
+        if served is None or not served.checkpoint_id:
+            return
+        key = next((k for k, (_, e, _) in self._servers.items() if e is endpoint), "")
+        with self._lock:
+            if (key, pillar, client) in self._used:
+                return
+            self._used.add((key, pillar, client))
+        self._emit("server.used", key, {"key": key, "pillar": pillar, "client": client, "field": field or "",
+                                        "served_model": endpoint.model, **_provenance(served)})
+
     def _server_context(self, folder: str) -> StageContext:
         if self._context is None:
             self._context = self._context_factory()
@@ -157,6 +225,16 @@ class ServerPool:
     def _emit(self, kind: str, key: str, payload: Mapping[str, Any]) -> None:
         if self._record is not None:
             self._record(kind, stage="servers", payload=dict(payload), key=f"{key}:{time.time_ns()}")
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    return attrs.fields_dict(cls) if attrs.has(cls) else {}
+
+
+def _provenance(served: ServedModel) -> dict[str, Any]:
+    """What ``server.started`` and ``server.used`` say of a resolved model reference."""
+    return {"ref": served.ref, "file": served.model, "checkpoint_id": served.checkpoint_id,
+            "checkpoint_run": served.run_id, "goal": served.goal, "version": served.version}
 
 
 def _join(field: str | None, key: str) -> str:

@@ -11,6 +11,7 @@ the backend's ``Options`` class, values coerced: ``2`` -> ``2.0`` for a float op
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
@@ -35,6 +36,8 @@ __all__ = [
     "check_sites",
     "check_trainer_choices",
     "default_backend",
+    "model_ref_problem",
+    "served_models",
     "shape",
 ]
 
@@ -270,6 +273,9 @@ def check_sites(
         if server is not None and (problem := client_problem(options_cls, own)):
             problems.add((*site.path, SERVER_KEY), problem)
             continue
+        if server is not None and (problem := model_ref_problem(own.get("model"))):
+            problems.add((*site.path, "model"), problem)
+            continue
         try:
             built: Any = conv.structure(own, options_cls)
         except BaseValidationError as error:
@@ -293,6 +299,36 @@ def check_sites(
             {k: plain.get(k, v) for k, v in site.options.items()} if isinstance(plain, dict) else {}
         )
     return coerced
+
+
+#: ``CHANNEL:GOAL`` or ``CHANNEL:GOAL@VERSION`` (a model reference, docs/servers.md).
+_CHANNEL_REF = re.compile(r"^[A-Za-z][\w-]*:[^@:]+(@\d+)?$")
+
+
+def model_ref_problem(model: Any) -> str | None:
+    """Why ``model`` (beside ``server:``) is a malformed channel reference, or ``None``. Whether
+    the goal has a promoted model is the registry's to say, when the run starts
+    (:meth:`~forgemind_core.base.servers.ServerPool.check`)."""
+    text = str(model).strip() if isinstance(model, str) else ""
+    head = text.split(":", 1)[0]
+    if ":" not in text or not re.fullmatch(r"[A-Za-z][\w-]*", head) or len(head) == 1:  # C:\ is a path
+        return None
+    if _CHANNEL_REF.match(text):
+        return None
+    return (f"{text!r} is not a model reference: write {head}:GOAL for the newest model of goal GOAL "
+            f"promoted to {head!r}, or {head}:GOAL@VERSION (VERSION a whole number), e.g. stable:tickets@2")
+
+
+def served_models(goal: Goal) -> list[tuple[str, str]]:
+    """``(field, model)`` of every backend choice of ``goal`` that asks for a served model."""
+    choices: list[tuple[str, Mapping[str, Any]]] = [
+        *((f"generate[{i}]", g.options) for i, g in enumerate(goal.generate)),
+        *((f"filter[{i}]", f.options) for i, f in enumerate(goal.filter)),
+        ("evaluate.runner", goal.evaluate.runner.options),
+        ("evaluate.adversary", goal.evaluate.adversary.options),
+    ]
+    return [(f"{field}.model", str(options["model"])) for field, options in choices
+            if options.get(SERVER_KEY) is not None and options.get("model")]
 
 
 def _strip_prefix(n: int) -> Callable[[YamlPath], YamlPath]:

@@ -67,6 +67,7 @@ from forgemind_core.base.runfolder import RECORDED_STAGES, STAGES, RunFolder, ru
 from forgemind_core.base.servers import ServerPool
 from forgemind_core.brain import decide
 from forgemind_core.brain.decide import best_try
+from forgemind_core.brain.goalshape import served_models
 from forgemind_core.brain.state import ParentLink, RunState, new_run_id, resumed_goal
 from forgemind_core.brain.summary import (
     RunHistory,
@@ -77,6 +78,7 @@ from forgemind_core.brain.summary import (
 from forgemind_core.brain.summary import history as folder_history
 from forgemind_core.forge import stages as forge_stages
 from forgemind_core.foundry import stages as foundry
+from forgemind_core.lorekeeper.served import RegistryModels
 from forgemind_core.trials import stage as trials
 
 __all__ = ["RECORDED_STAGES", "STAGES", "Loop", "NullReporter", "read_status", "run_dir"]
@@ -111,7 +113,9 @@ class Loop:
             on_change=self._on_budget,
         )
         # Model servers the goal's `server:` keys ask for, stopped when run() ends (servers.py).
-        self.servers = ServerPool(forge, context=lambda: self.context(0, "servers"), record=self.record)
+        self.servers = ServerPool(forge, context=lambda: self.context(0, "servers"), record=self.record,
+                                  resolver=RegistryModels(forge),  # stable:GOAL, checkpoint ids
+                                  base_dir=Path(goal.source).parent if goal.source else None)
 
     @classmethod
     def start(cls, forge: KernelHandle, goal: Goal, *, run_id: str | None = None, reporter: Reporter | None = None,
@@ -352,6 +356,7 @@ class Loop:
             if self.state.get("status") == "finished":
                 return self.summary()
             outcome, reasons, stable = "stopped", [], None
+            self.servers.check(served_models(self.goal))  # an unknown stable:GOAL stops the run now
             try:
                 base = self._base()
                 iteration = max(1, int(self.state.get("iteration") or 1))

@@ -484,7 +484,10 @@ class Registry(Protocol):
         ...
 
     def lineage(self, node_id: str) -> dict[str, Any]:
-        """Ancestors and descendants of a checkpoint, dataset, example or run."""
+        """Ancestors and descendants of a checkpoint, dataset, example or run. A checkpoint
+        served to a later run (``server.used`` events: the teacher) is an ancestor of that run
+        and of the datasets its examples or its judgements went into (relations ``generated``,
+        ``judged``, ``attacked``, ``answered``), so a student's lineage reaches its teacher's."""
         ...
 
     def channel(self, channel: str = "stable") -> list[dict[str, Any]]:

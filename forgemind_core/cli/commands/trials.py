@@ -159,9 +159,11 @@ def eval_command(forge: Any, checkpoint: str, suite_path: Path, as_json: bool, *
     from forgemind_hookspecs import to_dict
 
     from forgemind_core.base.servers import ServerPool
+    from forgemind_core.lorekeeper.served import RegistryModels
     from forgemind_core.trials.tiers import resolve_checkpoint
 
-    with ServerPool(forge, context=lambda: forge.context(stage="servers")) as servers:  # a server= option
+    with ServerPool(forge, context=lambda: forge.context(stage="servers"),  # a server= option
+                    resolver=RegistryModels(forge)) as servers:
         runner_options = servers.options("runners", options["runner"],
                                          key_values(options["runner_option"], "runner-option"), field="runner")
         runner = forge.backend("runners", options["runner"], runner_options, field="runner")
