@@ -206,3 +206,38 @@ def test_a_malformed_channel_reference_fails_validation_with_its_line(forge_home
 def test_model_ref_shapes(model, problem):
     found = model_ref_problem(model)
     assert (found is None) if problem is None else (problem in found)
+
+
+@needs_llama
+def test_the_adversary_and_the_runner_take_a_checkpoint_id_too(teacher, tmp_path):
+    """The other two clients of a served model, named by the checkpoint's id prefix: one server
+    (the same model as stable:colors), both pointed at it under the checkpoint's id, each use
+    recorded with its pillar, and the server gone once the pool closes."""
+    from forgemind_hookspecs import StageContext
+
+    from forgemind_core.base.servers import ServerPool
+    from forgemind_core.lorekeeper.served import RegistryModels
+
+    forge, gen1, _ = teacher
+    teacher_id = gen1["stable_checkpoint"]["id"] if isinstance(gen1["stable_checkpoint"], dict) \
+        else gen1["stable_checkpoint"]
+    events: list[tuple[str, dict]] = []
+    pool = ServerPool(forge, context=lambda: StageContext(work_dir=tmp_path / "servers", home=forge.home),
+                      record=lambda kind, **kw: events.append((kind, kw["payload"])),
+                      resolver=RegistryModels(forge))
+    server = {"backend": "llamacpp", "n_ctx": 256, "n_threads": 2}
+    with pool:
+        runner = pool.backend("runners", "openai", {"model": teacher_id[:12], "server": server},
+                              field="evaluate.runner")
+        adversary = pool.backend("adversaries", "openai_adversary",
+                                 {"model": "stable:colors@1", "server": dict(server)}, field="evaluate.adversary")
+        [endpoint] = pool.running()
+        assert runner.options.base_url == adversary.options.base_url == endpoint.base_url
+        assert runner.options.model == adversary.options.model == endpoint.model == teacher_id
+    assert pool.running() == [] and not _alive(endpoint.pid)
+    kinds = [k for k, _ in events]
+    assert kinds == ["server.started", "server.used", "server.used", "server.stopped"]
+    used = {(p["pillar"], p["client"], p["checkpoint_id"], p["goal"], p["version"]) for k, p in events
+            if k == "server.used"}
+    assert used == {("runners", "openai", teacher_id, "colors", 1),
+                    ("adversaries", "openai_adversary", teacher_id, "colors", 1)}
