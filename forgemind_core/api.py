@@ -239,7 +239,7 @@ class Forge:
         return resolve_model(self.registry(), self.home, ref)
 
     def serve(self, ref: str, *, dtype: str = "q8_0", host: str = "127.0.0.1", port: int | None = None,
-              token: str | None = None, backend: str = "llamacpp",
+              token: str | None = None, backend: str = "auto",
               server_options: Mapping[str, Any] | None = None) -> Any:
         """A :class:`~forgemind_core.lorekeeper.serving.ModelServer` for the model ``ref`` names
         (``forge serve``), not started yet: use it as a context manager, or ``start()`` (resolves,

@@ -42,7 +42,8 @@ def test_installed_plugins_are_found_through_entry_points(tmp_path):
     rows = {r["name"]: r for r in Forge(home=tmp_path).plugins()}
     assert rows["duckdb"]["distribution"] == "forgemind-duckdb-registry"
     assert "forgemind_registry" in rows["duckdb"]["hooks"] and rows["duckdb"]["error"] is None
-    assert rows["hf"]["backends"] == {"exporters": ["gguf", "hf", "ollama"], "runners": ["hf"], "trainers": ["hf"]}
+    assert rows["hf"]["backends"] == {"exporters": ["gguf", "hf", "ollama"], "runners": ["hf"],
+                                      "servers": ["transformers"], "trainers": ["hf"]}
     assert not any(r["builtin"] for r in rows.values())
 
 

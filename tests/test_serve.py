@@ -291,3 +291,63 @@ def test_serve_stable_goal_serves_the_promoted_lora_checkpoint(promoted) -> None
         assert (again.info["named_by"], again.info["gguf"], again.info["model"]) == ("checkpoint", gguf, "colors@v1")
     finally:
         again.kill()
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A tiny GPT-2 (an architecture the GGUF export refuses) with the same kind of tokenizer."""
+    from forgemind_hf.pretrain import train_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = train_tokenizer([CORPUS], 512)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    import torch
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config)
+    _fit(model, tokenizer, steps=60)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_serve_falls_back_to_transformers_where_gguf_cannot_take_the_model(tiny_gpt2: Path, home: Path) -> None:
+    import openai
+
+    server = Served(home, str(tiny_gpt2), "--port", "0")
+    try:
+        info = server.info
+        assert info["backend"] == "transformers" and info["gguf"] is None
+        assert "Llama-architecture" in info["fallback"] and "gpt2" in info["fallback"]
+        client = openai.OpenAI(base_url=info["base_url"], api_key="unused", max_retries=0, timeout=120)
+        assert [m.id for m in client.models.list().data] == [info["model"]]
+        forge = Forge(home=home)
+        hf_raw = forge.generate(str(tiny_gpt2), PROMPTS, max_new_tokens=4, temperature=0.0,
+                                runner_options={"chat_format": "raw", "bf16": False})
+        hf_chat = forge.generate(str(tiny_gpt2), PROMPTS, max_new_tokens=4, temperature=0.0,
+                                 runner_options={"chat_format": "chat", "bf16": False})
+        for prompt, raw, chat in zip(PROMPTS, hf_raw, hf_chat, strict=True):
+            done = client.completions.create(model=info["model"], prompt=prompt, max_tokens=4, temperature=0.0)
+            assert done.choices[0].text == raw, prompt
+            said = client.chat.completions.create(model=info["model"], max_tokens=4, temperature=0.0,
+                                                  messages=[{"role": "user", "content": prompt}])
+            assert said.choices[0].message.content == chat, prompt
+        assert any(t.strip() for t in hf_raw + hf_chat), (hf_raw, hf_chat)
+        pid = int(info["pid"])
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(60) == 0
+        assert _gone(pid), f"transformers server {pid} outlived forge serve's SIGTERM"
+    finally:
+        server.kill()
+    again = Served(home, str(tiny_gpt2), "--port", "0", "--backend", "transformers", "--token", TOKEN)
+    try:
+        pid = int(again.info["pid"])
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=again.info["base_url"], api_key="wrong-key", max_retries=0).models.list()
+        again.proc.send_signal(signal.SIGKILL)
+        assert again.proc.wait(30) == -signal.SIGKILL
+        assert _gone(pid), f"transformers server {pid} outlived a SIGKILL of forge serve"
+    finally:
+        again.kill()

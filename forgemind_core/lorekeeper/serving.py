@@ -104,16 +104,21 @@ class ModelServer:
     :param port: the port; ``None``: one derived from the model file (the same on every start,
         or any free one when it is taken); ``0``: any free port.
     :param token: the access token clients send as their API key (``Authorization: Bearer``).
-    :param backend: the Server backend (``llamacpp``).
-    :param server_options: further options of that backend (``n_ctx``, ``n_threads``, ...).
+    :param backend: the Server backend: ``auto`` (``llamacpp`` over the GGUF, or ``transformers``
+        over the checkpoint folder where the GGUF export refuses the model, e.g. its
+        architecture, and that backend is installed), ``llamacpp``, or ``transformers``.
+    :param server_options: further options of that backend (``n_ctx``, ``n_threads``, ...);
+        those the chosen backend does not have are left out.
 
     :ivar model: the resolved :class:`~forgemind_core.lorekeeper.models.ModelRef`.
-    :ivar gguf: the file served.
+    :ivar gguf: the GGUF served (``None`` when the transformers backend serves the folder).
     :ivar endpoint: where it answers, once started.
+    :ivar chosen: the server backend that serves it, once started.
+    :ivar fallback: why ``auto`` chose ``transformers`` (the exporter's sentence), else ``None``.
     """
 
     def __init__(self, forge: KernelHandle, ref: str, *, dtype: str = "q8_0", host: str = LOOPBACK,
-                 port: int | None = None, token: str | None = None, backend: str = "llamacpp",
+                 port: int | None = None, token: str | None = None, backend: str = "auto",
                  server_options: dict[str, Any] | None = None) -> None:
         check_bind(host, token)
         if dtype not in DTYPES:
@@ -129,6 +134,8 @@ class ModelServer:
         self.model: ModelRef | None = None
         self.gguf: Path | None = None
         self.endpoint: Endpoint | None = None
+        self.chosen: str | None = None
+        self.fallback: str | None = None
         self._pool: ServerPool | None = None
 
     @property
@@ -151,13 +158,9 @@ class ModelServer:
             return self.endpoint
         model = self.resolve()
         ctx = self._context()
-        if model.is_gguf:
-            self.gguf = Path(model.path)
-        else:
-            assert model.checkpoint is not None, "a checkpoint reference carries its record"
-            self.gguf = checkpoint_gguf(self.forge, model.checkpoint, self.dtype, ctx,
-                                        name=model.goal_name or model.checkpoint.id)
-        spec: dict[str, Any] = {"backend": self.backend, **self.server_options, "host": self.host,
+        served, backend = self._what_to_serve(model, ctx)
+        self.chosen = backend
+        spec: dict[str, Any] = {"backend": backend, **self._own_options(backend), "host": self.host,
                                 "alias": self.served_name}
         if self.port is not None:
             spec["port"] = self.port
@@ -165,11 +168,52 @@ class ModelServer:
             spec["api_key"] = self.token
         self._pool = ServerPool(self.forge, context=lambda: ctx)
         try:
-            self.endpoint = self._pool.endpoint(spec, str(self.gguf), field="serve")
+            self.endpoint = self._pool.endpoint(spec, served, field="serve")
         except BaseException:
             self.stop()
             raise
         return self.endpoint
+
+    def _what_to_serve(self, model: ModelRef, ctx: StageContext) -> tuple[str, str]:
+        """``(what the server backend is handed, the backend)``."""
+        if model.is_gguf:
+            if self.backend == "transformers":
+                raise UserError(f"model {self.ref!r} is a GGUF file; the transformers backend serves checkpoint "
+                                f"folders (use --backend llamacpp or auto)", field="backend")
+            self.gguf = Path(model.path)
+            return str(self.gguf), "llamacpp" if self.backend == "auto" else self.backend
+        assert model.checkpoint is not None, "a checkpoint reference carries its record"
+        if self.backend == "transformers":
+            return model.checkpoint.path, "transformers"
+        try:
+            self.gguf = checkpoint_gguf(self.forge, model.checkpoint, self.dtype, ctx,
+                                        name=model.goal_name or model.checkpoint.id)
+        except UserError as error:
+            if self.backend != "auto" or not self._offers("transformers"):
+                raise
+            self.fallback = str(error)
+            ctx.log.info("serve.fallback", backend="transformers", reason=self.fallback)
+            return model.checkpoint.path, "transformers"
+        return str(self.gguf), "llamacpp" if self.backend == "auto" else self.backend
+
+    def _servers(self) -> dict[str, Any]:
+        """The catalogue's server backends (``{}`` for a kernel handle without a catalogue)."""
+        catalogue = getattr(self.forge, "catalogue", None)
+        found = catalogue() if callable(catalogue) else {}
+        return dict(found.get("servers", {})) if isinstance(found, dict) else {}
+
+    def _offers(self, backend: str) -> bool:
+        return backend in self._servers()
+
+    def _own_options(self, backend: str) -> dict[str, Any]:
+        """The given server options the backend's ``Options`` has (``n_ctx`` is llama.cpp's)."""
+        import attrs
+
+        info = self._servers().get(backend)
+        if info is None or not attrs.has(info.cls.Options):
+            return dict(self.server_options)
+        fields = attrs.fields_dict(info.cls.Options)
+        return {k: v for k, v in self.server_options.items() if k in fields}
 
     def stop(self) -> None:
         """Stop the server (safe to call twice)."""
@@ -191,7 +235,9 @@ class ModelServer:
             "version": model.version if model else None,
             "named_by": model.named_by if model else None,
             "gguf": str(self.gguf) if self.gguf else None,
-            "dtype": None if model is None or model.is_gguf else self.dtype,
+            "dtype": None if model is None or model.is_gguf or self.gguf is None else self.dtype,
+            "backend": self.chosen,
+            "fallback": self.fallback,
             "host": self.host,
             "auth": self.token is not None,
             "pid": endpoint.pid if endpoint else None,

@@ -55,22 +55,25 @@ def _alive(pid: int | None) -> bool:
 @click.option("--n-ctx", type=click.IntRange(16), default=2048, show_default=True,
               help="Context window in tokens (prompt and answer together).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: every core).")
+@click.option("--backend", type=click.Choice(["auto", "llamacpp", "transformers"]), default="auto", show_default=True,
+              help="auto: llama.cpp over the GGUF, transformers where the GGUF export cannot take the model.")
 @click.option("--json", "as_json", is_flag=True, help="Print what is served as one JSON line.")
 @pass_forge
 def serve(forge: Any, model: str, port: int | None, host: str, dtype: str, token: str | None, n_ctx: int,
-          threads: int | None, as_json: bool) -> None:
+          threads: int | None, backend: str, as_json: bool) -> None:
     """Serve MODEL on an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)
     until Ctrl-C or SIGTERM.
 
     MODEL is a checkpoint id (or a unique prefix), stable:GOAL (the newest promoted model of a
     goal), stable:GOAL@VERSION, a checkpoint folder, an export bundle or a .gguf file. A checkpoint
-    is exported to GGUF once (cached under the home) and served by llama.cpp. Prints the base_url
-    and the model id to send.
+    is exported to GGUF once (cached under the home) and served by llama.cpp, or by transformers
+    where the export cannot take it (--backend auto). Prints the base_url and the model id to send.
     """
     options: dict[str, Any] = {"n_ctx": n_ctx}
     if threads:
         options["n_threads"] = threads
-    server = forge.serve(model, dtype=dtype, host=host, port=port, token=token, server_options=options)
+    server = forge.serve(model, dtype=dtype, host=host, port=port, token=token, backend=backend,
+                         server_options=options)
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         endpoint = server.start()
@@ -79,7 +82,8 @@ def serve(forge: Any, model: str, port: int | None, host: str, dtype: str, token
             click.echo(json.dumps(info))
         else:
             named = ", ".join(f"{k} {info[k]}" for k in ("checkpoint_id", "goal", "version", "run_id") if info[k])
-            click.echo(f"serving {model}" + (f" ({named})" if named else "") + f" from {info['gguf']}")
+            source = info["gguf"] or f"its folder with transformers ({info['fallback'] or 'as asked'})"
+            click.echo(f"serving {model}" + (f" ({named})" if named else "") + f" from {source}")
             click.echo(f"base_url: {endpoint.base_url}")
             click.echo(f"model: {endpoint.model}")
             if info["auth"]:

@@ -16,6 +16,7 @@ from forgemind_hookspecs.records import Checkpoint, Estimate, PretrainSpec
 
 from .export import GGUFExporter, HFExporter, OllamaExporter, forgemind_register_exporters
 from .options import METHODS, PRESETS, RunnerOptions, TrainerOptions, merge_options
+from .server import TransformersServer, forgemind_register_servers
 
 __all__ = [
     "PRESETS",
@@ -26,9 +27,11 @@ __all__ = [
     "OllamaExporter",
     "RunnerOptions",
     "TrainerOptions",
+    "TransformersServer",
     "forgemind_register_commands",
     "forgemind_register_exporters",
     "forgemind_register_runners",
+    "forgemind_register_servers",
     "forgemind_register_trainers",
 ]
 
