@@ -189,6 +189,8 @@ REGISTRY_COLUMNS = {'all_edges': ('src', 'src_kind', 'dst', 'dst_kind', 'relatio
  'promotions': ('channel', 'version', 'checkpoint_id', 'run_id', 'iteration', 'event_id', 'time'),
  'reviews': ('item_id', 'run_id', 'iteration', 'subject_kind', 'subject_id', 'payload', 'scores', 'reasons',
              'created', 'action', 'reviewer', 'reason', 'edited', 'decided'),
+ 'served_models': ('run_id', 'key', 'checkpoint_id', 'served_model', 'pillar', 'client', 'field', 'ref',
+                   'checkpoint_run', 'goal', 'version', 'event_id'),
  'runs': ('id', 'goal_name', 'task', 'goal_file', 'parent_run', 'parent_iteration', 'branch',
           'forgemind_version', 'status', 'started', 'finished', 'outcome', 'reasons', 'stable_checkpoint',
           'goal', 'cost_usd'),
@@ -211,6 +213,7 @@ PLAIN_ROWS = {'all_edges': 67,
  'promotions': 1,
  'reviews': 0,
  'runs': 1,
+ 'served_models': 0,
  'verdicts': 40}
 
 CANDIDATES_ROWS = {'all_edges': 148,
@@ -230,6 +233,7 @@ CANDIDATES_ROWS = {'all_edges': 148,
  'promotions': 1,
  'reviews': 0,
  'runs': 5,
+ 'served_models': 0,
  'verdicts': 80}
 
 FORK_ROWS = {'all_edges': 76,
@@ -249,6 +253,7 @@ FORK_ROWS = {'all_edges': 76,
  'promotions': 2,
  'reviews': 0,
  'runs': 2,
+ 'served_models': 0,
  'verdicts': 40}
 
 PLAIN_EVENTS = [(0, '', 'run.started'), (0, 'base', 'stage.started'), (0, 'base', 'stage.finished'),
