@@ -96,3 +96,19 @@ def test_fresh_home_says_there_is_no_registry(forge):
     with pytest.raises(UserError) as error:
         _resolve(forge, "abc123")
     assert "no registry yet" in str(error.value)
+
+
+def test_a_catalogue_name_is_its_shipped_gguf(forge):
+    from forgemind_hookspecs.models import SHIPPED_MODELS, find_shipped_model
+
+    name = next(iter(SHIPPED_MODELS))
+    try:
+        path = find_shipped_model(name, field="model")
+    except UserError as missing:  # its package is not installed: the same sentence names the install
+        with pytest.raises(UserError) as error:
+            _resolve(forge, name)
+        assert str(error.value) == str(missing)
+        return
+    ref = _resolve(forge, name.upper())
+    assert (ref.named_by, ref.kind, ref.path, ref.checkpoint_id, ref.label) == (
+        "catalogue", "gguf", str(path), None, name)

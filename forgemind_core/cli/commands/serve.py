@@ -26,6 +26,8 @@ class _Stop(BaseException):
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the first one stops; later ones are ignored
+        signal.signal(sig, signal.SIG_IGN)
     raise _Stop(signum)
 
 
@@ -75,6 +77,7 @@ def serve(forge: Any, model: str, port: int | None, host: str, dtype: str, token
     server = forge.serve(model, dtype=dtype, host=host, port=port, token=token, backend=backend,
                          server_options=options)
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signalled = False
     try:
         endpoint = server.start()
         info = server.describe()
@@ -96,10 +99,19 @@ def serve(forge: Any, model: str, port: int | None, host: str, dtype: str, token
 
         raise ForgeError(f"the model server exited on its own; see its log: {endpoint.log}")
     except (KeyboardInterrupt, _Stop):
-        pass
+        signalled = True
     finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        # a second signal while stopping (a supervisor signalling the process and its group,
+        # a second Ctrl-C) must not cut the stop short: the stop is bounded (stop_timeout_s, then
+        # the server's process group is killed)
+        for sig in (*previous, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            server.stop()
+        finally:
+            if not signalled:  # stopped by a signal: the process ends now, later ones stay ignored
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
     if not as_json:
         click.echo("stopped")
