@@ -3,6 +3,7 @@ real QLoRA run where CUDA exists."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,16 @@ def test_the_reference_check_catches_the_eval_mode_trap(tiny_base: Path) -> None
     with torch.no_grad():
         model(input_ids=torch.tensor([[1, 40, 41]]), use_cache=False)
     model.train()
-    with pytest.warns(UserWarning, match="autograd kernel was not registered"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         grads = _lora_a_grads(model)
-    assert _relative_error(grads, _reference_grads(model, tiny_base)) > 0.1
+    error = _relative_error(grads, _reference_grads(model, tiny_base))
+    if not any("autograd kernel was not registered" in str(w.message) for w in caught):
+        # bitsandbytes repacks CPU 4-bit weights for an eval forward only where its packed kernel
+        # exists (AVX-512 CPUs): elsewhere there is no trap, and the gradients stay right.
+        assert error < 0.1
+        pytest.skip("this CPU's bitsandbytes 4-bit kernel does not repack in eval mode: no trap to catch here")
+    assert error > 0.1
 
 
 @pytest.mark.gpu
