@@ -127,8 +127,9 @@ def test_stable_goal_resolves_serves_and_records_the_teacher_edge(teacher):
     # its q8_0 GGUF, exported once into the cache forge serve uses
     assert Path(s["file"]) == forge.home / "cache" / "served" / teacher_id / "model-q8_0.gguf"
     assert Path(s["file"]).is_file()
-    used = sorted((e["payload"]["pillar"], e["payload"]["client"]) for e in events if e["kind"] == "server.used")
-    assert used == [("filters", "llm_judge"), ("generators", "openai")]
+    used = sorted((e["payload"]["pillar"], e["payload"]["client"], e["payload"]["file"]) for e in events
+                  if e["kind"] == "server.used")
+    assert used == [("filters", "llm_judge", s["file"]), ("generators", "openai", s["file"])]
     assert [e["kind"] for e in events][-1] == "server.stopped"
     assert not _alive(s["pid"])
 

@@ -204,16 +204,17 @@ class ServerPool:
         """``server.used`` once per (server, client pillar, client backend) of a recorded model:
         which stages a checkpoint served (generated, judged, attacked, answered) — the registry's
         teacher edge. Models of no recorded checkpoint (a catalogue GGUF) record nothing more."""
-        served = self._resolved.get(model)
-        if served is None or not served.checkpoint_id:
-            return
-        key = next((k for k, (_, e, _) in self._servers.items() if e is endpoint), "")
         with self._lock:
+            served = self._resolved.get(model)
+            if served is None or not served.checkpoint_id:
+                return
+            key, described = next(((k, d) for k, (_, e, d) in self._servers.items() if e is endpoint), ("", {}))
             if (key, pillar, client) in self._used:
                 return
             self._used.add((key, pillar, client))
         self._emit("server.used", key, {"key": key, "pillar": pillar, "client": client, "field": field or "",
-                                        "served_model": endpoint.model, **_provenance(served)})
+                                        "served_model": endpoint.model, **_provenance(served),
+                                        "file": described.get("file", served.model)})  # the GGUF served
 
     def _server_context(self, folder: str) -> StageContext:
         if self._context is None:
