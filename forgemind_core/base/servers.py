@@ -121,6 +121,7 @@ class ServerPool:
         """``options`` as the backend is built with: a ``server`` key is replaced by the started
         server's ``base_url``, served model name and ``client_defaults`` (for options left unset)."""
         own, spec = split_server(options or {})
+        own = {k: self._nested(pillar, name, k, v, field) if _serves(v) else v for k, v in own.items()}
         if spec is None:
             return own
         info = self.forge.backend_info(pillar, name, field=field)
@@ -134,6 +135,25 @@ class ServerPool:
         fields = attrs.fields_dict(info.cls.Options)
         return {**{k: v for k, v in endpoint.client_defaults.items() if k in fields and k not in own},
                 **own, "base_url": endpoint.base_url, "model": endpoint.model}
+
+    def _nested(self, pillar: str, name: str, key: str, value: Mapping[str, Any], field: str | None) -> dict[str, Any]:
+        """An option that is itself a served model's client (the files generator's ``labeller:
+        {model, server}``): its server started (or reused) as for a backend's own ``server:``,
+        its use recorded under the backend, and ``base_url``/``model`` (``api_key`` when the
+        server wants one) filled in."""
+        sub = _join(field, key)
+        inner, spec = split_server(value)
+        if not inner.get("model"):
+            raise ConfigError("a server needs the model option beside it (the model to serve: stable:GOAL, "
+                              "a checkpoint id, a catalogue name or a .gguf path)", field=_join(sub, "model"))
+        model = str(inner["model"])
+        self.resolve(model, field=_join(sub, "model"))
+        endpoint = self.endpoint(spec, model, field=_join(sub, SERVER_KEY))
+        self._note_use(model, endpoint, pillar=pillar, client=name, field=sub)
+        out = {**inner, "base_url": endpoint.base_url, "model": endpoint.model}
+        if endpoint.api_key and not inner.get("api_key"):
+            out["api_key"] = endpoint.api_key
+        return out
 
     def endpoint(self, spec: Any, model: str, *, field: str | None = None) -> Endpoint:
         """The endpoint serving ``model`` as ``spec`` (``{backend: NAME, option: value}``) says,
@@ -226,6 +246,11 @@ class ServerPool:
     def _emit(self, kind: str, key: str, payload: Mapping[str, Any]) -> None:
         if self._record is not None:
             self._record(kind, stage="servers", payload=dict(payload), key=f"{key}:{time.time_ns()}")
+
+
+def _serves(value: Any) -> bool:
+    """Whether an option's value asks for a served model of its own (a mapping with ``server``)."""
+    return isinstance(value, Mapping) and value.get(SERVER_KEY) is not None
 
 
 def _fields(cls: type) -> dict[str, Any]:

@@ -276,6 +276,11 @@ def check_sites(
         if server is not None and (problem := model_ref_problem(own.get("model"))):
             problems.add((*site.path, "model"), problem)
             continue
+        nested = [(k, v) for k, v in own.items() if isinstance(v, Mapping) and v.get(SERVER_KEY) is not None]
+        bad = next(((k, p) for k, v in nested if (p := model_ref_problem(v.get("model")))), None)
+        if bad is not None:  # e.g. the files generator's labeller: {model: stable:GOAL@oops, server: ...}
+            problems.add((*site.path, bad[0], "model"), bad[1])
+            continue
         try:
             built: Any = conv.structure(own, options_cls)
         except BaseValidationError as error:
@@ -327,7 +332,9 @@ def served_models(goal: Goal) -> list[tuple[str, str]]:
         ("evaluate.runner", goal.evaluate.runner.options),
         ("evaluate.adversary", goal.evaluate.adversary.options),
     ]
-    return [(f"{field}.model", str(options["model"])) for field, options in choices
+    nested = [(f"{field}.{key}", value) for field, options in choices for key, value in options.items()
+              if isinstance(value, Mapping)]  # an option served on its own: the files generator's labeller
+    return [(f"{field}.model", str(options["model"])) for field, options in [*choices, *nested]
             if options.get(SERVER_KEY) is not None and options.get("model")]
 
 
