@@ -1,9 +1,10 @@
-"""Runs side by side: the tree of forks (``forge runs --tree``) and the difference of two runs
-(``forge diff A B``).
+"""Runs side by side: the tree of forks and generations (``forge runs --tree``) and the
+difference of two runs (``forge diff A B``).
 
-The tree's rows come from the registry (:meth:`~forgemind_hookspecs.backends.Registry.run_tree`);
-the difference is computed from what the caller read of each run — its goal in the flat form of
-a goal file and its summary — so this room needs neither the Brain nor SQL.
+The tree's rows come from the registry (:meth:`~forgemind_hookspecs.backends.Registry.run_tree`)
+and each run's ``server.used`` events (a recorded checkpoint served to one of its stages); the
+difference is computed from what the caller read of each run — its goal in the flat form of a goal
+file and its summary — so this room needs neither the Brain nor SQL.
 """
 
 from __future__ import annotations
@@ -15,20 +16,57 @@ from forgemind_hookspecs import Registry
 
 from forgemind_core.lorekeeper.runs import flatten
 
-__all__ = ["diff_summaries", "run_tree"]
+__all__ = ["TEACHER_EDGES", "diff_summaries", "run_tree", "teachers"]
+
+#: The edge a served checkpoint has to the run it served, by the pillar of the client that used it
+#: (the registry's teacher edges, docs/registry.md "Teachers"); the files generator's labeller is
+#: a generator client, its edge is named ``labelled`` here.
+TEACHER_EDGES: Mapping[str, str] = {"generators": "generated", "filters": "judged", "adversaries": "attacked",
+                                    "runners": "answered"}
+
+
+def teachers(registry: Registry, run_id: str) -> list[dict[str, Any]]:
+    """The recorded checkpoints that served stages of ``run_id``, in the order first used:
+    ``{checkpoint, run, goal, version, ref, edges}`` (``edges``: ``labelled``, ``generated``,
+    ``judged``, ``attacked``, ``answered``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for event in registry.events(run_id, kinds=["server.used"]):
+        p = event.get("payload") or {}
+        cid = p.get("checkpoint_id")
+        if not cid:
+            continue
+        edge = "labelled" if p.get("client") == "files" else TEACHER_EDGES.get(str(p.get("pillar")), "served")
+        entry = found.setdefault(str(cid), {"checkpoint": str(cid), "run": p.get("checkpoint_run"), "goal": p.get("goal"),
+                                            "version": p.get("version"), "ref": p.get("ref"), "edges": []})
+        if edge not in entry["edges"]:
+            entry["edges"].append(edge)
+    return list(found.values())
 
 
 def run_tree(registry: Registry) -> list[dict[str, Any]]:
     """Every run as a tree node ``{id, goal_name, branch, parent_run, parent_iteration, status,
-    outcome, started, stable_checkpoint, children}``; roots are runs without a (known) parent,
-    oldest first, and so are the children of each."""
+    outcome, started, stable_checkpoint, teachers, children, successors}``.
+
+    ``children`` are the runs forked from it; ``successors`` the runs (not forks) one of whose
+    stages a checkpoint of this run served (data labelled, generated or judged by it: the next
+    generation), each with the ``teachers`` that say which checkpoint and which edges. A run
+    whose teacher ran before it is drawn under that teacher; roots are the other runs. Roots,
+    children and successors are oldest first.
+    """
     rows = registry.run_tree()
-    nodes = {row["id"]: {**row, "children": []} for row in rows}
+    nodes = {row["id"]: {**row, "teachers": teachers(registry, row["id"]), "children": [], "successors": []}
+             for row in rows}
+    order = {row["id"]: i for i, row in enumerate(rows)}
     roots: list[dict[str, Any]] = []
     for row in rows:
         node = nodes[row["id"]]
         parent = nodes.get(row["parent_run"] or "")
-        (parent["children"] if parent is not None else roots).append(node)
+        if parent is not None:  # a fork stays under the run it was forked from
+            parent["children"].append(node)
+            continue
+        teacher = next((nodes[t["run"]] for t in node["teachers"]
+                        if t["run"] in nodes and order[t["run"]] < order[row["id"]]), None)
+        (teacher["successors"] if teacher is not None else roots).append(node)
     return roots
 
 

@@ -80,7 +80,8 @@ def status(forge: Any, run_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--tree", is_flag=True, help="Show runs as a tree of branches (forks under their parent).")
+@click.option("--tree", is_flag=True,
+              help="Show runs as a tree: forks under their parent, successors under the run whose model taught them.")
 @json_option
 @pass_forge
 def runs(forge: Any, tree: bool, as_json: bool) -> None:
@@ -114,10 +115,22 @@ def _print_tree(roots: list[dict[str, Any]], as_json: bool) -> None:
         return (f"[bold]{node['branch']}[/bold]{at}: {node['id']} ({node['status']}, "
                 f"{node.get('outcome') or '-'})")
 
-    def add(parent: Any, node: dict[str, Any]) -> None:
-        branch = parent.add(label(node))
+    def taught(node: dict[str, Any], teacher_run: str) -> str:
+        """``<- labelled by ckpt-3f2a9c1 (colors v1)``: the edges from the teacher run's checkpoints."""
+        parts = [f"{'+'.join(t['edges'])} by {t['checkpoint'][:12]}"
+                 + (f" ({t['goal']} v{t['version']})" if t.get("goal") and t.get("version") else "")
+                 for t in node.get("teachers") or [] if t.get("run") == teacher_run]
+        return f"\n<- {', '.join(parts)}" if parts else ""  # its own line: an 80-column tree crops
+
+    def add(parent: Any, node: dict[str, Any], teacher_run: str | None = None) -> None:
+        text = label(node)
+        if teacher_run is not None:  # the next generation: its data came from this run's model
+            text = f"successor {text}{taught(node, teacher_run)}"
+        branch = parent.add(text)
         for child in node["children"]:
             add(branch, child)
+        for successor in node.get("successors") or []:
+            add(branch, successor, node["id"])
 
     top = Tree("runs")
     for root in roots:
