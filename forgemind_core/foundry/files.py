@@ -17,7 +17,10 @@ Rows are loaded through the Hugging Face ``datasets`` library (its packaged ``js
   weights (largest remainder, as the template generator splits); rows kept in an earlier
   iteration of the run are not yielded again;
 - every example carries ``Source(generator="files", model=None, prompt_template=<file name>,
-  seed=<stage seed>)`` and ``meta = {"input", "file", "line"}``.
+  seed=<stage seed>)`` and ``meta = {"input", "file", "line"}``;
+- with ``labeller: {model: stable:GOAL, server: {...}, min_confidence: 0.6}`` the rows are inputs
+  only: a served model writes each completion (``source.model`` = its checkpoint id, ``meta.confidence``)
+  and rows below ``min_confidence`` go to the Warden's review queue (:mod:`.labeller`).
 
 A bad row (not JSON, not an object, a wrong number of CSV fields, an empty prompt) is a
 :class:`~forgemind_hookspecs.errors.DataError` naming the file and its line (for Parquet, the
@@ -39,6 +42,8 @@ from forgemind_hookspecs.backends import StageContext
 from forgemind_hookspecs.dataformats import first_bad_utf8_line, jsonl_lines, open_text, parse_json_line
 from forgemind_hookspecs.errors import ConfigError, DataError
 from forgemind_hookspecs.records import Example, GenerationPlan, Source, content_hash
+
+from forgemind_core.foundry.labeller import Labeller, parse_labeller
 
 __all__ = ["FORMATS", "FilesGenerator", "forgemind_register_generators", "resolve_paths"]
 
@@ -104,12 +109,15 @@ class FilesGenerator:
             and ``input`` (e.g. ``{prompt: question, completion: answer, category: label}``).
         :ivar text_format: build the prompt from the ``input`` column (or the prompt column)
             through the pack's ``prompt_format``.
+        :ivar labeller: ``{model, server, min_confidence, max_tokens, temperature, stop,
+            timeout_s}``: a served model labels the rows (inputs only), see :mod:`.labeller`.
         """
 
         paths: tuple[str, ...] = ()
         format: str = "auto"
         columns: Mapping[str, str] = Factory(_str_map)
         text_format: bool = False
+        labeller: Mapping[str, Any] | None = None
 
     def __init__(self, options: FilesGenerator.Options | None = None) -> None:
         self.options = options or FilesGenerator.Options()
@@ -120,6 +128,7 @@ class FilesGenerator:
         if unknown:
             raise ConfigError(f"unknown example field(s) {', '.join(unknown)}; map only {', '.join(_FIELDS)}",
                               field="generate.columns")
+        self.labeller: Labeller | None = parse_labeller(self.options.labeller)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -168,6 +177,10 @@ class FilesGenerator:
             return value
 
         pack = ctx.pack
+        if self.labeller is not None and column("input") is None and column("prompt") is None:
+            raise DataError(f"has no {cols.get('input', 'input')!r} column (columns: {', '.join(data)}): the labeller "
+                            "labels each row's input; map the column under `columns: {input: NAME}`",
+                            field="input", file=file, line=line)
         if self.options.text_format:
             if pack is None:
                 raise ConfigError("text_format needs a task pack: set `pack:` in the goal", field="generate.text_format")
@@ -183,6 +196,10 @@ class FilesGenerator:
             assert raw is not None
             prompt = raw
         category = text("category", required=False)
+        if self.labeller is not None:  # inputs only: the labeller writes the completion
+            return Example(prompt=prompt, completion="", category=category,
+                           source=Source(generator=self.name, model=None, prompt_template=row.file.name, seed=ctx.seed),
+                           meta={"input": raw, "file": str(row.file), "line": row.line})
         completion = text("completion", required=column("category") is None)
         labels = set(pack.labels) if pack is not None else set()
         if completion is None:
@@ -212,15 +229,21 @@ class FilesGenerator:
         examples: list[Example] = []
         for path in files:
             examples.extend(self._example(row, ctx) for row in self._rows(path, ctx))
-        kept_before = {e.id for e in ctx.history.kept_examples()}
+        kept = list(ctx.history.kept_examples())
+        # a labelled row's id depends on its label: rows are told apart by their prompt then
+        kept_before = {e.prompt for e in kept} if self.labeller is not None else {e.id for e in kept}
         unique: dict[str, Example] = {}
         for example in examples:
-            if example.id not in kept_before:
-                unique.setdefault(example.id, example)
+            key = example.prompt if self.labeller is not None else example.id
+            if key not in kept_before:
+                unique.setdefault(key, example)
         pool = list(unique.values())
         rng = random.Random(int(content_hash(
             [ctx.seed, [str(p) for p in files], plan.count, sorted(plan.category_weights.items())]), 16))
         rng.shuffle(pool)
+        if self.labeller is not None:
+            yield from self._labelled(pool if plan.count <= 0 else pool[: plan.count], ctx)
+            return
         if plan.count <= 0:
             yield from pool
             return
@@ -242,6 +265,36 @@ class FilesGenerator:
         yield from pool[: plan.count]
         if len(pool) < plan.count:
             _warn(ctx, "data files have fewer rows than asked for", rows=len(pool), wanted=plan.count)
+
+
+    def _labelled(self, rows: Sequence[Example], ctx: StageContext) -> Iterator[Example]:
+        """Each input row with the labeller's answer as its completion (see :mod:`.labeller`)."""
+        labeller = self.labeller
+        assert labeller is not None
+        if labeller.min_confidence > 0 and ctx.policy is None:
+            raise ConfigError("rows below labeller.min_confidence go to the Warden's review queue: give the goal "
+                              "review.policy (an empty policy file will do), or set min_confidence: 0",
+                              field="generate.labeller.min_confidence")
+        labels = set(ctx.pack.labels) if ctx.pack is not None else set()
+        for row in rows:
+            answer = labeller.ask(row.prompt)
+            text = answer.text.strip()
+            first = text.split()[0] if text.split() else ""
+            confidence = round(answer.confidence, 6) if answer.confidence is not None else None
+            meta: dict[str, Any] = {**dict(row.meta), "confidence": confidence, "labelled_by": labeller.model,
+                                    "label_tokens": answer.tokens}
+            if labeller.below(confidence):
+                shown = f"{confidence:.3f}" if confidence is not None else "unknown (no log-probs)"
+                meta["review"] = f"labeller: confidence {shown} < min_confidence {labeller.min_confidence:g}"
+            elif not text:  # no label to train on, however sure the model was of stopping
+                meta["review"] = "labeller: the model answered nothing"
+            yield Example(
+                prompt=row.prompt, completion=f" {text}" if text else "",
+                category=row.category or (first if first in labels else None),
+                source=Source(generator=self.name, model=labeller.model, prompt_template=row.source.prompt_template,
+                              seed=ctx.seed),
+                meta=meta,
+            )
 
 
 def _warn(ctx: StageContext, message: str, **fields: Any) -> None:

@@ -283,6 +283,24 @@ def _flagged(verdict_path: Path, kept: set[str]) -> dict[str, dict[str, Any]]:
     return flagged
 
 
+def _asked(examples: Mapping[str, Example], kept_ids: Sequence[str], flagged: dict[str, dict[str, Any]]) -> set[str]:
+    """Add to ``flagged`` the kept examples whose generator asked for review (``meta.review``: the
+    files generator's labeller, a label below its ``min_confidence``, with the confidence as the
+    item's score); returns their ids. Undecided, they stay out of the data whatever
+    ``review.pending`` says."""
+    asked: set[str] = set()
+    for eid in kept_ids:
+        example = examples.get(eid)
+        if example is None or not example.meta.get("review"):
+            continue
+        entry = flagged.setdefault(eid, {"scores": {}, "reasons": []})
+        if isinstance(example.meta.get("confidence"), (int, float)):
+            entry["scores"][f"{example.source.generator}.confidence"] = float(example.meta["confidence"])
+        entry["reasons"].append(str(example.meta["review"]))
+        asked.add(eid)
+    return asked
+
+
 def _edited(example: Example, edit: Mapping[str, Any], reviewer: str) -> Example:
     messages = example.messages
     if "messages" in edit and isinstance(edit["messages"], list):
@@ -307,6 +325,7 @@ def review_stage(loop: RunHandle, n: int, ctx: StageContext) -> dict[str, Any]:
     kept_ids: list[str] = list(filt["kept_ids"])
     examples = {e.id: e for e in loop.examples(n)}
     flagged = _flagged(folder / "verdicts.jsonl", set(kept_ids))
+    asked = _asked(examples, kept_ids, flagged)  # a generator's own request: trained on only once approved
     if policy.review.sample > 0:
         rest = [i for i in kept_ids if i not in flagged]
         count = min(len(rest), round(policy.review.sample * len(rest)))
@@ -339,7 +358,7 @@ def review_stage(loop: RunHandle, n: int, ctx: StageContext) -> dict[str, Any]:
         eid = item.subject_id
         if row is None:
             counts["pending"] += 1
-            if policy.review.pending == "skip":
+            if policy.review.pending == "skip" or eid in asked:
                 dropped.add(eid)
                 verdicts.append(Verdict(eid, "review", False, rule="pending",
                                         reason="awaiting human review; left out of this iteration's data"))

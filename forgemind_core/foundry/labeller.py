@@ -1,0 +1,157 @@
+"""The ``files`` generator's labeller: a served model answers unlabelled inputs.
+
+A goal's ``files`` entry with ``labeller: {model: stable:GOAL, server: {backend: llamacpp},
+min_confidence: 0.6}`` reads rows that have an input and no completion. The run's
+:class:`~forgemind_core.base.servers.ServerPool` starts (or reuses) the server for that model
+reference, as for the openai generator's own ``server:``, and hands this module the endpoint's
+``base_url`` and served model name (the checkpoint id), so nothing here resolves or serves a model.
+
+For each input the model is asked on the endpoint's ``/v1/completions`` with the example's prompt
+(the pack's ``prompt_format`` with ``text_format: true``), greedy by default, ``logprobs: 1``:
+
+- the answer (stripped, with the template generator's leading space) becomes the completion; its
+  first word becomes the category when it is one of the pack's labels;
+- **confidence** = ``exp(mean token log-probability)`` of the answer's tokens as the server returns
+  them (the geometric mean of the tokens' probabilities, 0..1; llama.cpp's OpenAI server returns
+  ``logprobs.token_logprobs`` for completions). An endpoint that gives no log-probs gives no
+  confidence, and such a row counts as below any ``min_confidence`` above 0;
+- a row below ``min_confidence`` carries ``meta.review`` (the reason) and the Warden's review stage
+  queues it as a ``review.item`` with the input, the proposed label and the confidence
+  (``scores: {labeller.confidence: ...}``); it is trained on only once a reviewer approves (or
+  edits) it. Such a labeller needs a goal with ``review.policy`` (an empty policy file will do).
+
+Every labelled example has ``source.model`` = the served model name (the teacher checkpoint's id),
+``meta.confidence`` and ``meta.labelled_by``: the registry's ``generated`` edge from the teacher
+checkpoint to the dataset follows from that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from attrs import frozen
+from forgemind_hookspecs.errors import ConfigError, ForgeError
+
+__all__ = ["Answer", "Labeller", "confidence_of", "parse_labeller"]
+
+_FIELD = "generate.labeller"
+_KEYS = ("model", "base_url", "api_key", "min_confidence", "max_tokens", "temperature", "stop", "timeout_s",
+         "dialect", "server")
+
+
+@frozen
+class Answer:
+    """What the model said for one prompt: the text, its confidence (``None``: no log-probs), and
+    the number of tokens it was measured over."""
+
+    text: str
+    confidence: float | None
+    tokens: int
+
+
+@frozen
+class Labeller:
+    """A labeller's options once the server pool has filled in the endpoint."""
+
+    model: str
+    base_url: str
+    api_key: str | None = None
+    min_confidence: float = 0.0
+    max_tokens: int = 8
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ("\n",)
+    timeout_s: float = 120.0
+
+    def below(self, confidence: float | None) -> bool:
+        """Whether a row with ``confidence`` goes to review rather than training."""
+        if self.min_confidence <= 0:
+            return False
+        return confidence is None or confidence < self.min_confidence
+
+    def ask(self, prompt: str) -> Answer:
+        """The model's greedy answer to ``prompt`` with its confidence.
+
+        :raises ForgeError: the endpoint cannot be reached or answers no completion.
+        """
+        body = {"model": self.model, "prompt": prompt, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "logprobs": 1, "stop": list(self.stop)}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(f"{self.base_url.rstrip('/')}/completions", data=json.dumps(body).encode(),
+                                         headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                reply = json.loads(response.read().decode("utf-8"))
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise ForgeError(f"the labeller's model {self.model!r} at {self.base_url} did not answer: {error}") from None
+        choices = reply.get("choices") if isinstance(reply, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            raise ForgeError(f"the labeller's model {self.model!r} answered no completion: {str(reply)[:200]}")
+        choice = choices[0]
+        logprobs = choice.get("logprobs")
+        values = confidence_of(logprobs if isinstance(logprobs, dict) else {})
+        return Answer(text=str(choice.get("text") or ""), confidence=values[0], tokens=values[1])
+
+
+def confidence_of(logprobs: Mapping[str, Any]) -> tuple[float | None, int]:
+    """``(exp(mean token log-prob), tokens)`` from a completion's ``logprobs`` (the completions
+    shape, ``token_logprobs``; or the chat shape, ``content: [{logprob}]``); ``(None, 0)`` when
+    there are none."""
+    raw: Sequence[Any] = logprobs.get("token_logprobs") or [
+        c.get("logprob") for c in logprobs.get("content") or [] if isinstance(c, dict)]
+    values = [float(v) for v in raw if isinstance(v, (int, float)) and not math.isnan(float(v))]
+    if not values:
+        return None, 0
+    return math.exp(sum(values) / len(values)), len(values)
+
+
+def parse_labeller(options: Mapping[str, Any] | None) -> Labeller | None:
+    """The labeller of a ``files`` entry's ``labeller:`` option (``None``: no labeller).
+
+    :raises ConfigError: one sentence naming the field: no model, no endpoint, a bad value.
+    """
+    if options is None:
+        return None
+    if not isinstance(options, Mapping):
+        raise ConfigError("expected a mapping such as {model: stable:GOAL, server: {backend: llamacpp}}", field=_FIELD)
+    unknown = sorted(set(options) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; a labeller takes "
+                          f"{', '.join(k for k in _KEYS if k != 'dialect')}", field=f"{_FIELD}.{unknown[0]}")
+    if not options.get("model"):
+        raise ConfigError("the labeller needs a model: the model that labels the rows (stable:GOAL, a checkpoint id, "
+                          "a catalogue name or a .gguf file)", field=f"{_FIELD}.model")
+    if "server" in options:  # the pool replaces it by base_url; a generator built without a pool cannot serve
+        raise ConfigError("the labeller's server is started by a run's server pool: run the goal "
+                          "(or give base_url: of a running server instead)", field=f"{_FIELD}.server")
+    if not options.get("base_url"):
+        raise ConfigError("the labeller needs server: {backend: llamacpp} (or base_url: of a running "
+                          "OpenAI-compatible server) beside its model", field=f"{_FIELD}.server")
+
+    def number(key: str, default: float, low: float, high: float | None) -> float:
+        value = options.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
+                high is not None and value > high):
+            span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise ConfigError(f"expected a number {span}, got {value!r}", field=f"{_FIELD}.{key}")
+        return float(value)
+
+    stop = options.get("stop", ["\n"])
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise ConfigError(f"expected a list of strings, got {stop!r}", field=f"{_FIELD}.stop")
+    return Labeller(
+        model=str(options["model"]), base_url=str(options["base_url"]),
+        api_key=str(options["api_key"]) if options.get("api_key") else None,
+        min_confidence=number("min_confidence", 0.0, 0.0, 1.0),
+        max_tokens=int(number("max_tokens", 8, 1, None)),
+        temperature=number("temperature", 0.0, 0.0, None),
+        stop=tuple(stop), timeout_s=number("timeout_s", 120.0, 0.001, None),
+    )
