@@ -33,13 +33,13 @@ INPUTS = [f"the {thing} I bought is {colour}" for thing, colour in (
 
 
 def _labelled_goal(root: Path, name: str, labeller: str, *, rows: list[dict] | None = None,
-                   policy: bool = True) -> Path:
+                   policy: bool = True, review: str = "") -> Path:
     """A colours goal whose only generator labels ``unlabelled.jsonl`` (no filters: what the
     labeller wrote is what review and the dataset see; memo training, one iteration)."""
     goal = write_pack(root / name)
     data = rows if rows is not None else [{"input": text} for text in INPUTS]
     (root / name / "unlabelled.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
-    (root / name / "policy.yaml").write_text("name: labels\n")
+    (root / name / "policy.yaml").write_text("name: labels\n" + review)
     text = goal.read_text().replace("name: colors\n", f"name: {name}\n", 1).replace("max_iterations: 3",
                                                                                      "max_iterations: 1")
     start, end = text.index("generate:\n"), text.index("train:")
@@ -153,11 +153,31 @@ def test_a_labeller_run_labels_inputs_sends_low_confidence_rows_to_review_and_re
     assert {(teacher_id, "generated", dataset), (teacher_id, "generated", "gen-2-labels")} <= edges
     assert (gen1["iterations"][0]["data"]["dataset_id"], "trained", teacher_id) in edges
 
+    # A reviewer's decision lets a row in: the loop waits (pauses, here), one low row is approved
+    # and the others rejected, and the resumed run trains on the approved one and not the rest.
+    wait = "review: {pending: wait, wait_timeout_s: 0.3, poll_s: 0.05}\n"
+    goal = _labelled_goal(root, "colors-reviewed", labeller, review=wait)
+    from forgemind_core.warden.review import ReviewPending
+
+    with pytest.raises(ReviewPending, match="still undecided"):
+        forge.run(goal, run_id="gen-2-reviewed")
+    queue = forge.review_queue("gen-2-reviewed")
+    assert {r["subject_id"] for r in queue} == low | empty  # the same answers: the same rows below
+    approved, *rejected = queue
+    forge.review(approved["item_id"], "approve", reviewer="ann")
+    for row in rejected:
+        forge.review(row["item_id"], "reject", reason="unsure label", reviewer="ann")
+    reviewed = forge.resume("gen-2-reviewed")
+    path = json.loads((forge.home / "runs" / "gen-2-reviewed" / "iter-1" / "dataset.json").read_text())["dataset"]["path"]
+    assert {e.id for e in read_snapshot(path)} == high | {approved["subject_id"]}
+    assert reviewed["iterations"][0]["data"]["dropped_by_reason"].get("review.rejected", 0) == len(rejected)
+
     # forge runs --tree: gen 2 is drawn under gen 1 as its successor, the edge named
     cli = build_cli(forge)
     roots = json.loads(CliRunner().invoke(cli, ["runs", "--tree", "--json"]).output)
     [gen1_node] = [r for r in roots if r["id"] == "gen-1"]
     assert "gen-2-labels" not in [r["id"] for r in roots]
+    assert {"gen-2-labels", "gen-2-reviewed"} <= {s["id"] for s in gen1_node["successors"]}
     [node] = [s for s in gen1_node["successors"] if s["id"] == "gen-2-labels"]
     assert node["teachers"] == [{"checkpoint": teacher_id, "run": "gen-1", "goal": "colors", "version": 1,
                                  "ref": "stable:colors", "edges": ["labelled"]}]
