@@ -234,3 +234,14 @@ def test_a_malformed_labeller_reference_fails_validation_with_its_line(forge_hom
     line = next(i for i, text in enumerate(goal.read_text().splitlines(), 1) if "@latest" in text)
     assert f"goal.yaml:{line}: generate[0].labeller.model:" in result.output
     assert "stable:GOAL@VERSION (VERSION a whole number)" in result.output
+
+
+def test_the_dashboard_tree_draws_successors_under_their_teacher():
+    views = pytest.importorskip("forgemind_dashboard.views")
+    tree = views.run_tree_html([{
+        "id": "g1", "branch": "main", "status": "finished", "outcome": "promoted", "children": [],
+        "successors": [{"id": "g2", "branch": "main", "status": "finished", "outcome": "stopped", "children": [],
+                        "successors": [], "teachers": [{"run": "g1", "checkpoint": "ckpt-3273e7a9f0", "edges": ["labelled"]}]}],
+    }])
+    assert tree == ('<ul class="fm-tree"><li><b>main</b>: <code>g1</code> (finished, promoted)<ul><li>successor '
+                    '<b>main</b>: <code>g2</code> (finished, stopped) &lt;- labelled by ckpt-3273e7a</li></ul></li></ul>')

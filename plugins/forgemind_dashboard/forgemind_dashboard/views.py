@@ -248,13 +248,18 @@ def run_tree_html(roots: Sequence[Mapping[str, Any]]) -> str:
     ``branch @ iteration N: id (status, outcome)``, its forks in a list inside its item. (HTML,
     not indented Markdown bullets: gradio's Markdown renders those as one flat list.)"""
 
-    def item(node: Mapping[str, Any]) -> str:
+    def item(node: Mapping[str, Any], teacher_run: str | None = None) -> str:
         at = f" @ iteration {node['parent_iteration']}" if node.get("parent_iteration") else ""
         label = (f"<b>{html.escape(str(node.get('branch') or 'main'))}</b>{html.escape(at)}: "
                  f"<code>{html.escape(str(node.get('id')))}</code> "
                  f"({html.escape(str(node.get('status') or '-'))}, {html.escape(str(node.get('outcome') or '-'))})")
-        children = node.get("children") or []
-        return f"<li>{label}" + (f"<ul>{''.join(item(c) for c in children)}</ul>" if children else "") + "</li>"
+        if teacher_run is not None:  # a successor: its data came from the teacher run's model
+            taught = [f"{'+'.join(t.get('edges') or [])} by {str(t.get('checkpoint'))[:12]}"
+                      for t in node.get("teachers") or [] if t.get("run") == teacher_run]
+            label = "successor " + label + (f" &lt;- {html.escape(', '.join(taught))}" if taught else "")
+        inner = [item(c) for c in node.get("children") or []]
+        inner += [item(s, str(node.get("id"))) for s in node.get("successors") or []]
+        return f"<li>{label}" + (f"<ul>{''.join(inner)}</ul>" if inner else "") + "</li>"
 
     if not roots:
         return "<p>no runs yet</p>"
