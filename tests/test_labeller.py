@@ -20,11 +20,11 @@ import pytest
 import test_served_refs
 from click.testing import CliRunner
 from colors_pack import write_pack
-from test_served_refs import LLAMA_CPP_MISSING, _forge
+from llama_server import needs_llama
+from test_served_refs import _forge
 
 teacher = test_served_refs.teacher  # generation 1, trained and promoted (a module-scoped fixture)
 
-needs_llama = pytest.mark.skipif(LLAMA_CPP_MISSING is not None, reason=LLAMA_CPP_MISSING or "")
 
 SERVER = {"backend": "llamacpp", "n_ctx": 512, "n_threads": 2}
 INPUTS = [f"the {thing} I bought is {colour}" for thing, colour in (

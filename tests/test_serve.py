@@ -21,14 +21,7 @@ from forgemind_core import Forge
 pytest.importorskip("forgemind_hf")
 pytest.importorskip("gguf")
 
-try:
-    import llama_cpp.server.app  # noqa: F401 - the server and its [server] extra
-except ImportError as error:
-    LLAMA_CPP_MISSING: str | None = f"llama-cpp-python[server] cannot be imported: {error}"
-else:
-    LLAMA_CPP_MISSING = None
-
-needs_llama = pytest.mark.skipif(LLAMA_CPP_MISSING is not None, reason=LLAMA_CPP_MISSING or "")
+from llama_server import needs_llama
 
 CORPUS = ("def add(a, b):\n    return a + b\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n"
           "        self.y = y\n\nimport os\nimport sys\nprint(os.getcwd())\n") * 20

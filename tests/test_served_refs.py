@@ -14,17 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from colors_pack import write_pack
+from llama_server import needs_llama
 
 from forgemind_core.brain.goalshape import model_ref_problem
-
-try:
-    import llama_cpp.server.app  # noqa: F401 - the server and its [server] extra
-except ImportError as error:
-    LLAMA_CPP_MISSING: str | None = f"llama-cpp-python[server] cannot be imported: {error}"
-else:
-    LLAMA_CPP_MISSING = None
-
-needs_llama = pytest.mark.skipif(LLAMA_CPP_MISSING is not None, reason=LLAMA_CPP_MISSING or "")
 
 CORPUS = " ".join(
     f"the {t} is {c}. my {t} looks {c} today. Sentence: paint it {c} please\nTemperature: {w}\n"
