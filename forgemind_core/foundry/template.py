@@ -90,11 +90,15 @@ class TemplateGenerator:
             ``varied`` (varied shapes inside realistic frames, look-alike negatives) or ``mixed``.
         :ivar frame_share: the share of ``varied`` examples wrapped in one of the pack's frames.
         :ivar max_attempts: draws per example before giving up on finding a new distinct input.
+        :ivar template_weights: ``{template id: factor}`` multiplying a template's own weight when
+            a template of its category is drawn (the Brain's planner sets it to target a confusion
+            or a wrong part of the answer; absent ids keep their weight).
         """
 
         strategy: str = field(default="basic", validator=one_of(*STRATEGIES))
         frame_share: float = field(default=0.85, validator=between(0, 1))
         max_attempts: int = field(default=60, validator=at_least(1))
+        template_weights: Mapping[str, float] = field(factory=dict)
 
     def __init__(self, options: TemplateGenerator.Options | None = None) -> None:
         self.options = options or TemplateGenerator.Options()
@@ -152,7 +156,8 @@ class TemplateGenerator:
             if strategy == "mixed":
                 mode = rng.choice(("basic", "varied"))
             templates = pools[mode].get(category) or pools["varied" if mode == "basic" else "basic"][category]
-            template = rng.choices(templates, weights=[t.weight for t in templates])[0]
+            factors = self.options.template_weights
+            template = rng.choices(templates, weights=[t.weight * factors.get(t.id, 1.0) for t in templates])[0]
             bound: dict[str, str] = {}
             text = _expand(template.prompt, pack.slots, rng, bound)
             frame_index: int | None = None
