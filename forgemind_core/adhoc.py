@@ -89,13 +89,15 @@ def preview_data(path: str | os.PathLike[str], *, format: str | None = None,
 
 def dataset_from_file(forge: Any, data: str | os.PathLike[str], *, format: str | None = None,
                       columns: Mapping[str, str] | None = None) -> DatasetRef:
-    """Snapshot a data file into ``<home>/datasets`` (content-addressed: same rows, same id)."""
-    from forgemind_hookspecs.dataformats import read_examples
+    """Snapshot a data file, a dataset folder, a Parquet/Arrow file or ``hub:NAME`` into
+    ``<home>/datasets`` (content-addressed: same rows, same id); presets: docs/foundry.md."""
+    from forgemind_hookspecs.presets import is_table_source, read_data
     from forgemind_hookspecs.snapshots import write_snapshot
 
-    if not Path(data).is_file():
+    if not is_table_source(data) and not Path(data).is_file():
         raise UserError("no such data file", file=str(data))
-    examples = list(read_examples(data, format=format, columns=dict(columns) if columns else None))
+    examples = list(read_data(data, format=format, columns=dict(columns) if columns else None,
+                              cache_dir=Path(forge.home) / "cache" / "datasets"))
     if not examples:
         raise UserError("holds no examples", file=str(data))
     return write_snapshot(examples, Path(forge.home) / "datasets")
@@ -204,6 +206,7 @@ class _EvalSetup:
 
             self.pack = load_pack(Path(pack))
         self.prompt_format = self.pack.prompt_format if self.pack is not None else (prompt_format or "{input}")
+        self.scorer_asked = scorer is not None
         self.default_scorer = scorer or ("label_match" if self.pack is not None and self.pack.labels else "exact_match")
         self.servers = _servers(forge)  # closed by the caller once it is done with the runner
         self.runner = self.servers.backend("runners", runner, runner_options, field="runner")
@@ -215,7 +218,12 @@ class _EvalSetup:
         from forgemind_core.foundry.packs import load_suite
 
         if isinstance(suite, (str, os.PathLike)):
-            return load_suite(Path(suite), tier, labels=self.pack.labels if self.pack is not None else ())
+            from forgemind_core.foundry.suites import default_checker
+
+            pack = self.pack  # the pack's `scoring` applies unless a scorer was asked for
+            return load_suite(Path(suite), tier, labels=pack.labels if pack is not None else (),
+                              default=None if self.scorer_asked else default_checker(pack, tier),
+                              unknown_fields=pack.suite_fields if pack is not None else "error")
         cases = []
         for i, row in enumerate(suite):
             text = str(row.get("input", "")).strip()

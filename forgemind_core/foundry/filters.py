@@ -315,7 +315,7 @@ class Rules:
         """One verdict per example; the first rule that fails is the reason."""
         labels = set(ctx.pack.labels) if ctx.pack is not None and ctx.pack.labels else set()
         # Templates that write their own answer: their examples' completions are not labels.
-        own = {t.id for t in ctx.pack.templates if t.completion} if ctx.pack is not None else set()
+        own = {t.id for t in ctx.pack.templates if t.completion or t.python} if ctx.pack is not None else set()
         return [self._judge(e, labels, own) for e in examples]
 
     def _judge(self, example: Example, labels: set[str], own_answers: set[str]) -> Verdict:

@@ -48,6 +48,8 @@ from forgemind_hookspecs.records import (
     content_hash,
 )
 
+from forgemind_core.foundry.grammar import GrammarError, expand_text
+
 __all__ = ["STRATEGIES", "TemplateGenerator", "allocate", "forgemind_register_generators"]
 
 #: Strategy name -> what it does (shown by docs and error messages).
@@ -158,20 +160,16 @@ class TemplateGenerator:
             templates = pools[mode].get(category) or pools["varied" if mode == "basic" else "basic"][category]
             factors = self.options.template_weights
             template = rng.choices(templates, weights=[t.weight * factors.get(t.id, 1.0) for t in templates])[0]
-            bound: dict[str, str] = {}
-            text = _expand(template.prompt, pack.slots, rng, bound)
-            frame_index: int | None = None
-            if mode == "varied" and pack.frames and rng.random() < self.options.frame_share:
-                frame_index = rng.randrange(len(pack.frames))
-                text = wrap(pack.frames[frame_index], text, pack.slots, rng, bound)
+            if template.python:
+                text, completion = _python_row(template, rng, mode)
+                frame_index: int | None = None
             else:
-                text = _join_head(text)
+                text, completion, frame_index = self._expand_template(pack, template, mode, rng)
             if text in seen:
                 continue
             seen.add(text)
             from forgemind_core.foundry.packs import format_prompt
 
-            completion = _expand(template.completion, pack.slots, rng, bound) if template.completion else ""
             return Example(
                 prompt=format_prompt(pack, text),
                 completion=completion or f" {category}",
@@ -180,6 +178,40 @@ class TemplateGenerator:
                 meta={"input": text, "strategy": mode, "frame": frame_index},
             )
         return None
+
+    def _expand_template(
+        self, pack: TaskPack, template: PromptTemplate, mode: str, rng: random.Random
+    ) -> tuple[str, str, int | None]:
+        """One expansion of ``template`` (in a frame of a kind it fits, for ``varied``):
+        ``(input, completion, frame index)``; the completion shares the prompt's slot draws."""
+        bound: dict[str, Any] = {}
+        try:
+            text = _expand(template.prompt, pack, rng, bound)
+            frame_index: int | None = None
+            if mode == "varied" and pack.frames and rng.random() < self.options.frame_share:
+                if template.frames:
+                    fitting = [i for i, kind in enumerate(pack.frame_kinds) if kind in template.frames]
+                    frame_index = fitting[rng.randrange(len(fitting))]
+                else:
+                    frame_index = rng.randrange(len(pack.frames))
+                text = wrap(pack.frames[frame_index], text, pack.slots, rng, bound, linked=pack.linked)
+            else:
+                text = _join_head(text)
+            completion = _expand(template.completion, pack, rng, bound) if template.completion else ""
+        except GrammarError as error:
+            raise ConfigError(f"template {template.id!r}: {error}", file=pack.root, field="slots") from None
+        return text, completion, frame_index
+
+
+def _python_row(template: PromptTemplate, rng: random.Random, mode: str) -> tuple[str, str]:
+    """One row of a pack's own generator function, from a stream seeded by ``rng``."""
+    from forgemind_core.foundry.packcode import rows_from
+
+    sub = random.Random(rng.getrandbits(64))
+    rows = rows_from(template.python, sub, 1, mode, category=template.category)
+    if not rows:
+        raise ConfigError(f"{template.id} returned no rows", field="python")
+    return rows[0]
 
 
 def _warn(ctx: StageContext, message: str, **fields: Any) -> None:
@@ -203,10 +235,8 @@ def _eligible(pack: TaskPack, strategy: str) -> dict[str, list[PromptTemplate]]:
     return pools
 
 
-def _expand(text: str, slots: Mapping[str, Sequence[str]], rng: random.Random, bound: dict[str, str]) -> str:
-    from forgemind_core.foundry.packs import expand
-
-    return expand(text, slots, rng.choice, bound)
+def _expand(text: str, pack: TaskPack, rng: random.Random, bound: dict[str, Any]) -> str:
+    return expand_text(text, pack.slots, pack.linked, rng.choice, bound)
 
 
 def _join_head(text: str) -> str:
@@ -216,7 +246,8 @@ def _join_head(text: str) -> str:
     return _tidy(f"{head}\n{body}" if head else body)
 
 
-def wrap(frame: str, text: str, slots: Mapping[str, Sequence[str]], rng: random.Random, bound: dict[str, str]) -> str:
+def wrap(frame: str, text: str, slots: Mapping[str, Sequence[str]], rng: random.Random, bound: dict[str, Any],
+         *, linked: Mapping[str, Any] | None = None) -> str:
     """Put an expanded template inside ``frame``: its head where ``{head}`` is, its body where
     ``{body}`` is, continuation lines indented like the ``{body}`` line (so Python stays valid).
 
@@ -226,7 +257,7 @@ def wrap(frame: str, text: str, slots: Mapping[str, Sequence[str]], rng: random.
     from forgemind_core.foundry.packs import split_head
 
     head, body = split_head(text)
-    filled = _expand(frame, slots, rng, bound)
+    filled = expand_text(frame, slots, linked or {}, rng.choice, bound)
     lines: list[str] = []
     for line in filled.split("\n"):
         if "{head}" in line:

@@ -221,6 +221,9 @@ class PromptTemplate:
     ``category`` is the label the examples of this template carry.
     ``strategies`` names the generation strategies that may use this template (e.g.
     ``("varied",)`` for shapes kept out of the plain ``basic`` data); empty means every strategy.
+    ``frames`` names the frame kinds the template fits (empty: any frame). ``python`` is the
+    resolved ``file.py:function`` of a pack's own generator function (then ``prompt`` is empty and
+    ``id`` is ``file.py:function@<content hash>``).
     """
 
     id: str
@@ -230,6 +233,8 @@ class PromptTemplate:
     instruction: str = ""
     weight: float = 1.0
     strategies: tuple[str, ...] = ()
+    frames: tuple[str, ...] = ()
+    python: str = ""
 
 
 @frozen
@@ -242,6 +247,12 @@ class TaskPack:
     generator's ``varied`` strategy wraps template expansions in.
     ``label_weights`` is the relative share of new data each label gets before any targeting
     (a label not named gets 1): a broad class such as "no issue" (all safe code) needs more.
+    ``linked`` holds the slots that are not plain lists of texts: record slots (one draw, several
+    fields) and slots drawn from a table keyed by another slot, as the pack wrote them.
+    ``frame_kinds`` is each frame's kind ("" for none), parallel to ``frames``. ``scoring`` maps
+    ``default`` or a tier to the scorer of suite cases without ``checker``. ``suite_fields`` says
+    what a suite row's unknown fields do (``error``, ``ignore`` or ``keep`` them in ``meta``).
+    ``verify`` is a ``regex`` generated answers must match, or a ``checker`` scorer name.
     """
 
     root: str
@@ -258,6 +269,11 @@ class TaskPack:
     data_files: tuple[str, ...] = ()
     frames: tuple[str, ...] = ()
     label_weights: Mapping[str, float] = Factory(_frozen_dict)
+    linked: Mapping[str, Any] = Factory(_frozen_dict)
+    frame_kinds: tuple[str, ...] = ()
+    scoring: Mapping[str, str] = Factory(_frozen_dict)
+    suite_fields: str = "error"
+    verify: Mapping[str, str] = Factory(_frozen_dict)
 
 
 # --------------------------------------------------------------------------------------------
