@@ -248,16 +248,12 @@ def _read_into(
 
 
 def _pack_problems(folder: str, catalogue: Catalogue | None) -> list[UserError]:
-    """The first mistake of the task pack and its suites (the pack loader stops at the first), or
-    none. With a catalogue, a suite case's ``checker`` must name an installed scorer."""
-    from forgemind_core.foundry.packs import load_pack, load_suites
+    """The first mistake of the task pack (the pack loader stops at the first), else the first of
+    each suite, or none (docs/task-packs.md). With a catalogue, the scorers a suite case's
+    ``checker`` or the pack's ``scoring``/``verify`` name must be installed."""
+    from forgemind_core.foundry.packcheck import pack_problems
 
-    try:
-        pack = load_pack(folder)
-        load_suites(pack, checkers=tuple(catalogue.get("scorers", {})) if catalogue is not None else None)
-    except UserError as error:
-        return [error]
-    return []
+    return pack_problems(folder, tuple(catalogue.get("scorers", {})) if catalogue is not None else None)
 
 
 def _check_search(goal: Goal, problems: Problems) -> None:

@@ -31,6 +31,7 @@ KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("fork", "diff_command", "sql_command", "export_data_command", "export_command")),
     ("forgemind_core.cli.commands.jobs", ("jobs", "checkpoints")),
     ("forgemind_core.cli.commands.serve", ("serve",)),
+    ("forgemind_core.cli.commands.packs", ("pack_group",)),
 )
 
 
