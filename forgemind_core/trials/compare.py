@@ -253,7 +253,7 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
     plain = bool(console.no_color or console.color_system is None)
     cases = Table(title="Cases (regressions first)", show_lines=True)
     cases.add_column("status")
-    cases.add_column("tier / category")
+    cases.add_column("case / tier / category")
     cases.add_column("input")
     cases.add_column("expected")
     for cid in ids:
@@ -264,7 +264,7 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
         )
         cells = [
             f"[{style}]{row['status']}[/]" if style else row["status"],
-            escape(f"{row['tier']} / {row['category'] or '-'}"),
+            escape(f"{row['case_id']}\n{row['tier']} / {row['category'] or '-'}"),
             escape(_short(row["input"], 80)),
             escape(row["expected"]),
         ]
@@ -350,7 +350,7 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
             parts.append("</tr>")
     parts.append("</table>")
     parts.append(
-        "<h2>Cases (regressions first)</h2><table><tr><th>status</th><th>tier / category</th>"
+        "<h2>Cases (regressions first)</h2><table><tr><th>status</th><th>case / tier / category</th>"
         "<th>input</th><th>expected</th>"
     )
     parts += [f"<th>{e(cid)}</th>" for cid in ids]
@@ -358,7 +358,7 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
     for row in comparison["cases"]:
         parts.append(
             f'<tr class="{e(row["status"])}"><td>{e(row["status"])}</td>'
-            f"<td>{e(row['tier'])} / {e(row['category'] or '-')}</td>"
+            f"<td>{e(row['case_id'])}<br>{e(row['tier'])} / {e(row['category'] or '-')}</td>"
             f"<td><pre>{e(row['input'])}</pre></td><td><pre>{e(row['expected'])}</pre></td>"
         )
         for cid in ids:
