@@ -89,13 +89,15 @@ def preview_data(path: str | os.PathLike[str], *, format: str | None = None,
 
 def dataset_from_file(forge: Any, data: str | os.PathLike[str], *, format: str | None = None,
                       columns: Mapping[str, str] | None = None) -> DatasetRef:
-    """Snapshot a data file into ``<home>/datasets`` (content-addressed: same rows, same id)."""
-    from forgemind_hookspecs.dataformats import read_examples
+    """Snapshot a data file, a dataset folder, a Parquet/Arrow file or ``hub:NAME`` into
+    ``<home>/datasets`` (content-addressed: same rows, same id); presets: docs/foundry.md."""
+    from forgemind_hookspecs.presets import is_table_source, read_data
     from forgemind_hookspecs.snapshots import write_snapshot
 
-    if not Path(data).is_file():
+    if not is_table_source(data) and not Path(data).is_file():
         raise UserError("no such data file", file=str(data))
-    examples = list(read_examples(data, format=format, columns=dict(columns) if columns else None))
+    examples = list(read_data(data, format=format, columns=dict(columns) if columns else None,
+                              cache_dir=Path(forge.home) / "cache" / "datasets"))
     if not examples:
         raise UserError("holds no examples", file=str(data))
     return write_snapshot(examples, Path(forge.home) / "datasets")

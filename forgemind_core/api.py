@@ -488,11 +488,15 @@ class Forge:
         out: str | os.PathLike[str],
         metadata: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        push: str | None = None,
+        private: bool = False,
     ) -> dict[str, Any]:
         """Export a checkpoint as a bundle for ``target`` (``hf``, ``ollama``, ``gguf``: the
         exporter backends installed) into ``out``: the model, ``forge.yaml`` and a model card.
         ``metadata`` (author, license, version, tags, ...) overrides the goal's ``export``
-        section; ``options`` are the exporter's. Returns the bundle's main path and files."""
+        section; ``options`` are the exporter's; ``push`` a Hub repo id to upload the bundle to
+        (``HF_TOKEN``). Returns the bundle's main path and files (and ``pushed``)."""
         from forgemind_core.lorekeeper.exports import export_bundle
 
-        return export_bundle(self, checkpoint, target, out, metadata=metadata or {}, options=options or {})
+        return export_bundle(self, checkpoint, target, out, metadata=metadata or {}, options=options or {},
+                             push=push, private=private)

@@ -1,8 +1,15 @@
-"""The ``files`` generator: real data (JSONL, CSV, Parquet) mixed into the generated data.
+"""The ``files`` generator: real data (JSONL, CSV, Parquet, Arrow, ``save_to_disk`` folders, a
+Hub dataset) mixed into the generated data.
 
-Rows are loaded through the Hugging Face ``datasets`` library (its packaged ``json``, ``csv`` and
-``parquet`` builders, with a cache under the ForgeMind home: nothing reaches the Hub) and become
-:class:`~forgemind_hookspecs.Example` records like any generator's:
+Rows are loaded through the Hugging Face ``datasets`` library (its packaged ``json``, ``csv``,
+``parquet`` and ``arrow`` builders and ``load_from_disk``, with a cache under the ForgeMind home;
+only ``hub: NAME`` reaches the Hub) and become :class:`~forgemind_hookspecs.Example` records like
+any generator's:
+
+- ``preset`` (``auto``: detected from the columns when ``columns`` is not given) reads rows of the
+  field's formats through :mod:`forgemind_hookspecs.presets`: ``alpaca`` (instruction + input ->
+  prompt, output -> completion, system/history -> chat messages), ``sharegpt`` (``conversations``
+  of from/value) and ``messages`` (``{role, content}`` lists, also Parquet/Arrow list columns);
 
 - ``columns`` maps example fields to column names (``prompt``, ``completion``, ``category``,
   ``input``); a field not mapped reads the column of its own name when there is one
@@ -39,8 +46,16 @@ from typing import Any, ClassVar
 from attrs import Factory, frozen
 from forgemind_hookspecs import hookimpl
 from forgemind_hookspecs.backends import StageContext
-from forgemind_hookspecs.dataformats import first_bad_utf8_line, jsonl_lines, open_text, parse_json_line
+from forgemind_hookspecs.dataformats import first_bad_utf8_line, open_text
 from forgemind_hookspecs.errors import ConfigError, DataError
+from forgemind_hookspecs.presets import (
+    HUB_PREFIX,
+    PRESETS,
+    detect_preset,
+    example_from_row,
+    json_rows,
+    load_rows,
+)
 from forgemind_hookspecs.records import Example, GenerationPlan, Source, content_hash
 
 from forgemind_core.foundry.labeller import Labeller, parse_labeller
@@ -48,9 +63,12 @@ from forgemind_core.foundry.labeller import Labeller, parse_labeller
 __all__ = ["FORMATS", "FilesGenerator", "forgemind_register_generators", "resolve_paths"]
 
 #: Format name -> the ``datasets`` builder that reads it.
-FORMATS: Mapping[str, str] = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}
+FORMATS: Mapping[str, str] = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet",
+                              "arrow": "arrow", "disk": "disk"}
 _SUFFIXES: Mapping[str, str] = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
-                                ".parquet": "parquet", ".pq": "parquet"}
+                                ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}
+#: Formats read as tables by :func:`forgemind_hookspecs.presets.load_rows` (rows numbered from 1).
+_TABLES = ("arrow", "disk")
 _FIELDS: tuple[str, ...] = ("prompt", "completion", "category", "input")
 #: The columns a field reads when ``columns`` does not map it (the first one present).
 _DEFAULT_COLUMNS: Mapping[str, tuple[str, ...]] = {
@@ -63,7 +81,8 @@ def _str_map() -> dict[str, str]:
 
 
 def resolve_paths(paths: Sequence[str], root: str | None) -> list[Path]:
-    """Expand ``paths`` (files or globs; relative ones against ``root``) into existing files.
+    """Expand ``paths`` (files, ``save_to_disk`` folders or globs; relative ones against ``root``)
+    into existing files and dataset folders.
 
     :raises ConfigError: a path or glob that matches no file.
     """
@@ -74,13 +93,19 @@ def resolve_paths(paths: Sequence[str], root: str | None) -> list[Path]:
         if not path.is_absolute():
             path = base / path
         if any(c in raw for c in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True)
+                             if Path(p).is_file() or _is_dataset_dir(Path(p)))
         else:
-            matches = [path] if path.is_file() else []
+            matches = [path] if path.is_file() or path.is_dir() else []
         if not matches:
             raise ConfigError(f"no data file matches {raw!r} (looked in {base})", field=f"generate.paths[{index}]")
         out.extend(m for m in matches if m not in out)
     return out
+
+
+def _is_dataset_dir(path: Path) -> bool:
+    """A folder written by ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    return path.is_dir() and any((path / name).is_file() for name in ("state.json", "dataset_dict.json"))
 
 
 class _Row:
@@ -93,7 +118,8 @@ class _Row:
 
 
 class FilesGenerator:
-    """Real data from JSONL, CSV or Parquet files (loaded with ``datasets``), as examples."""
+    """Real data from JSONL, CSV, Parquet or Arrow files, dataset folders or a Hub dataset
+    (loaded with ``datasets``), as examples."""
 
     name: ClassVar[str] = "files"
 
@@ -101,10 +127,17 @@ class FilesGenerator:
     class Options:
         """Options of the ``files`` generator.
 
-        :ivar paths: files or globs; relative ones are resolved against the task pack's folder.
-            Empty: the pack's ``data`` files.
+        :ivar paths: files, ``save_to_disk`` folders or globs; relative ones are resolved against
+            the task pack's folder. Empty: the pack's ``data`` files (or only ``hub``).
         :ivar format: ``auto`` (by suffix: ``.jsonl``/``.json``/``.ndjson``, ``.csv``,
-            ``.parquet``/``.pq``), ``jsonl``, ``csv`` or ``parquet``.
+            ``.parquet``/``.pq``, ``.arrow``; a folder is ``disk``), ``jsonl``, ``csv``,
+            ``parquet``, ``arrow`` or ``disk``.
+        :ivar preset: ``auto`` (detected from the columns when ``columns`` is empty), ``none``,
+            ``alpaca``, ``sharegpt`` or ``messages`` (see :mod:`forgemind_hookspecs.presets`).
+        :ivar hub: a Hub dataset id read with ``datasets.load_dataset(hub, subset, split=split)``
+            (needs a network, unless it is a local dataset folder); added to ``paths``.
+        :ivar split: the split of ``hub`` (and of a ``save_to_disk`` DatasetDict folder).
+        :ivar subset: the configuration (subset) of ``hub``.
         :ivar columns: ``{example field: column}`` for ``prompt``, ``completion``, ``category``
             and ``input`` (e.g. ``{prompt: question, completion: answer, category: label}``).
         :ivar text_format: build the prompt from the ``input`` column (or the prompt column)
@@ -115,6 +148,10 @@ class FilesGenerator:
 
         paths: tuple[str, ...] = ()
         format: str = "auto"
+        preset: str = "auto"
+        hub: str | None = None
+        split: str | None = None
+        subset: str | None = None
         columns: Mapping[str, str] = Factory(_str_map)
         text_format: bool = False
         labeller: Mapping[str, Any] | None = None
@@ -122,8 +159,11 @@ class FilesGenerator:
     def __init__(self, options: FilesGenerator.Options | None = None) -> None:
         self.options = options or FilesGenerator.Options()
         if self.options.format != "auto" and self.options.format not in FORMATS:
-            raise ConfigError(f"unknown format {self.options.format!r}; expected auto, jsonl, csv or parquet",
+            raise ConfigError(f"unknown format {self.options.format!r}; expected auto, {', '.join(FORMATS)}",
                               field="generate.format")
+        if self.options.preset not in ("auto", "none", *PRESETS):
+            raise ConfigError(f"unknown preset {self.options.preset!r}; expected auto, none, {', '.join(PRESETS)}",
+                              field="generate.preset")
         unknown = sorted(set(self.options.columns) - set(_FIELDS))
         if unknown:
             raise ConfigError(f"unknown example field(s) {', '.join(unknown)}; map only {', '.join(_FIELDS)}",
@@ -135,12 +175,19 @@ class FilesGenerator:
     def _format(self, path: Path) -> str:
         if self.options.format != "auto":
             return self.options.format
+        if path.is_dir():
+            return "disk"
         fmt = _SUFFIXES.get(path.suffix.lower())
         if fmt is None:
             raise DataError(f"cannot tell the format from the suffix {path.suffix!r}; set `format:`", file=str(path))
         return fmt
 
     def _rows(self, path: Path, ctx: StageContext) -> list[_Row]:
+        if str(path).startswith(HUB_PREFIX) or self._format(path) in _TABLES:
+            label, records = load_rows(path if not str(path).startswith(HUB_PREFIX) else str(path),
+                                       split=self.options.split, subset=self.options.subset,
+                                       cache_dir=Path(ctx.cache_dir) / "datasets")
+            return [_Row(rec, Path(label), i + 1) for i, rec in enumerate(records)]
         fmt = self._format(path)
         lines = _line_numbers(path, fmt)
         records = _load(path, fmt, ctx)
@@ -148,7 +195,40 @@ class FilesGenerator:
             raise DataError(f"read {len(records)} rows but the file has {len(lines)}", file=str(path))
         return [_Row(rec, path, lines[i] if lines is not None else i + 1) for i, rec in enumerate(records)]
 
+    def _preset(self, data: Mapping[str, Any]) -> str | None:
+        if self.options.preset == "none":
+            return None
+        if self.options.preset != "auto":
+            return self.options.preset
+        return None if self.options.columns else detect_preset(list(data))
+
+    def _preset_example(self, row: _Row, preset: str, ctx: StageContext) -> Example:
+        if self.labeller is not None:
+            raise ConfigError(f"the labeller labels rows of inputs, not {preset} rows (which carry their answers): "
+                              "set `preset: none` and map the input column", field="generate.preset")
+        source = Source(generator=self.name, model=None, prompt_template=row.file.name, seed=ctx.seed)
+        example = example_from_row(row.data, preset, file=str(row.file), line=row.line, source=source)
+        meta = {**dict(example.meta), "file": str(row.file), "line": row.line}
+        if example.messages:
+            return Example(messages=example.messages, category=example.category, source=source,
+                           meta={**meta, "input": example.messages[-2].content if len(example.messages) > 1 else ""})
+        prompt = example.prompt
+        if self.options.text_format:
+            if ctx.pack is None:
+                raise ConfigError("text_format needs a task pack: set `pack:` in the goal", field="generate.text_format")
+            from forgemind_core.foundry.packs import format_prompt
+
+            prompt = format_prompt(ctx.pack, example.prompt)
+        completion = example.completion
+        if completion[:1] not in (" ", "\n", "\t"):
+            completion = " " + completion  # as the column rows: the answer is its own token
+        return Example(prompt=prompt, completion=completion, category=example.category, source=source,
+                       meta={**meta, "input": example.prompt})
+
     def _example(self, row: _Row, ctx: StageContext) -> Example:
+        preset = self._preset(row.data)
+        if preset is not None:
+            return self._preset_example(row, preset, ctx)
         cols = dict(self.options.columns)
         data = row.data
         file, line = str(row.file), row.line
@@ -221,11 +301,13 @@ class FilesGenerator:
     def generate(self, plan: GenerationPlan, ctx: StageContext) -> Iterator[Example]:
         """Yield ``plan.count`` examples (every row when ``count <= 0``) in a seeded order."""
         pack = ctx.pack
-        paths = self.options.paths or (pack.data_files if pack is not None else ())
-        if not paths:
-            raise ConfigError("the files generator needs `paths:` (or a task pack with `data:` files)",
+        paths = self.options.paths or (pack.data_files if pack is not None and not self.options.hub else ())
+        if not paths and not self.options.hub:
+            raise ConfigError("the files generator needs `paths:` or `hub:` (or a task pack with `data:` files)",
                               field="generate.paths")
-        files = resolve_paths(paths, pack.root if pack is not None else None)
+        files = resolve_paths(paths, pack.root if pack is not None else None) if paths else []
+        if self.options.hub:
+            files.append(Path(HUB_PREFIX + self.options.hub))
         examples: list[Example] = []
         for path in files:
             examples.extend(self._example(row, ctx) for row in self._rows(path, ctx))
@@ -316,12 +398,7 @@ def _line_numbers(path: Path, fmt: str) -> list[int] | None:
     if fmt == "csv":
         return _csv_lines(path)
     lines: list[int] = []
-    for lineno, raw in jsonl_lines(path, what="data file"):
-        if not raw.strip():
-            continue
-        obj, problem = parse_json_line(raw)
-        if problem:
-            raise DataError(problem, file=str(path), line=lineno)
+    for lineno, obj in json_rows(path):
         if not isinstance(obj, dict):
             raise DataError(f"must be a JSON object, not {type(obj).__name__}", file=str(path), line=lineno)
         lines.append(lineno)

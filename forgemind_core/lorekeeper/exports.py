@@ -36,6 +36,7 @@ from forgemind_hookspecs import (
     from_dict,
     to_dict,
 )
+from forgemind_hookspecs.presets import PRESETS, row_of
 from forgemind_hookspecs.snapshots import read_snapshot
 
 from forgemind_core.base.fsio import dumps_line, write_json, write_text
@@ -43,7 +44,10 @@ from forgemind_core.base.protocols import KernelHandle
 from forgemind_core.lorekeeper.checkpoints import resolve_checkpoint
 from forgemind_core.lorekeeper.runs import goal_of
 
-__all__ = ["METADATA_KEYS", "ExportKernel", "export_bundle", "export_data", "model_card"]
+__all__ = ["DATA_FORMATS", "METADATA_KEYS", "ExportKernel", "export_bundle", "export_data", "model_card"]
+
+#: What ``forge export-data --format`` writes: tables, or a dataset in one of the field's presets.
+DATA_FORMATS: tuple[str, ...] = ("parquet", "jsonl", *PRESETS)
 
 #: What a user may set once per goal (``export:`` section) or per export (CLI / API).
 METADATA_KEYS: tuple[str, ...] = ("author", "license", "version", "tags", "language", "description", "name")
@@ -70,7 +74,7 @@ class ExportKernel(KernelHandle, Protocol):
 
 
 def _write_rows(rows: Sequence[Mapping[str, Any]], path: Path, fmt: str) -> dict[str, Any]:
-    if fmt == "jsonl":
+    if fmt != "parquet":
         write_text(path, "".join(dumps_line(row) for row in rows))
     else:
         import pyarrow as pa
@@ -87,34 +91,43 @@ def export_data(forge: KernelHandle, node_id: str, out: str | os.PathLike[str], 
     """Write a dataset's examples, a checkpoint's evaluation results, or a run's history as
     Parquet or JSON Lines files under ``out`` (one file per table).
 
-    - dataset: ``examples.<ext>``, every member from its snapshot (prompt, completion, messages,
-      category, source as columns, meta as JSON text);
+    - dataset: ``examples.<ext>``, every member from its snapshot (prompt, completion, messages
+      as a list of ``{role, content}``, category, source as columns; meta an object in JSON
+      Lines, JSON text in Parquet, whose columns need one type);
+    - dataset with ``format`` ``alpaca``, ``sharegpt`` or ``messages``: ``examples.jsonl`` in that
+      preset (:func:`forgemind_hookspecs.presets.row_of`: lists as lists, plus ``id``), which the
+      ``files`` generator and ``forge train --data`` read back;
     - checkpoint: ``eval_results.<ext>`` (every scored case of every tier) and ``eval_reports.<ext>``;
     - run: one file per registry table, filtered to the run (see docs/registry.md).
 
-    JSON columns stay JSON text, so a file reads back with the registry's rows unchanged.
+    The registry tables' JSON columns stay JSON text, so a file reads back with the registry's
+    rows unchanged.
 
-    :raises UserError: an unknown format, or no run, dataset or checkpoint has the id (or it is
-        an ambiguous prefix).
+    :raises UserError: an unknown format, a preset for something that is not a dataset, or no
+        run, dataset or checkpoint has the id (or it is an ambiguous prefix).
     """
-    if format not in ("parquet", "jsonl"):
-        raise UserError(f"unknown format {format!r}; choose parquet or jsonl", field="format")
+    if format not in DATA_FORMATS:
+        raise UserError(f"unknown format {format!r}; choose {', '.join(DATA_FORMATS)}", field="format")
     registry = forge.registry()
     found = registry.resolve(node_id, ("run", "dataset", "checkpoint"))
     if found is None:
         raise UserError(f"no run, dataset or checkpoint has the id {node_id!r}", field="id")
     kind, full = found
+    if format in PRESETS and kind != "dataset":
+        raise UserError(f"--format {format} writes a dataset's examples, and {node_id!r} is a {kind}; "
+                        "give a dataset id (forge lineage shows them) or choose parquet or jsonl", field="format")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     if kind == "dataset":
-        tables = {"examples": _dataset_rows(registry, Path(forge.home), full)}
+        tables = {"examples": _dataset_rows(registry, Path(forge.home), full, format)}
     else:
         tables = registry.rows_of(kind, full)
-    files = [_write_rows(rows, folder / f"{name}.{format}", format) for name, rows in tables.items()]
+    ext = "parquet" if format == "parquet" else "jsonl"
+    files = [_write_rows(rows, folder / f"{name}.{ext}", format) for name, rows in tables.items()]
     return {"id": full, "kind": kind, "format": format, "files": files}
 
 
-def _dataset_rows(registry: Registry, home: Path, dataset_id: str) -> list[dict[str, Any]]:
+def _dataset_rows(registry: Registry, home: Path, dataset_id: str, fmt: str) -> list[dict[str, Any]]:
     record = registry.dataset(dataset_id) or {}
     recorded = str(record.get("path") or "")
     path = Path(recorded)
@@ -124,13 +137,18 @@ def _dataset_rows(registry: Registry, home: Path, dataset_id: str) -> list[dict[
         raise ForgeError(f"the snapshot of dataset {dataset_id} is missing: {recorded}")
     rows = []
     for example in read_snapshot(path):
+        if fmt in PRESETS:
+            rows.append({"id": example.id, **row_of(example, fmt)})
+            continue
         data = to_dict(example)
         source = data.pop("source") or {}
+        meta = data["meta"]
         rows.append({
             "id": data["id"], "prompt": data["prompt"], "completion": data["completion"],
-            "messages": json.dumps(data["messages"], ensure_ascii=False), "category": data["category"],
+            "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
+            "category": data["category"],
             **{f"source_{k}": v for k, v in source.items()},
-            "meta": json.dumps(data["meta"], ensure_ascii=False, sort_keys=True),
+            "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True) if fmt == "parquet" else meta,
         })
     return rows
 
@@ -288,11 +306,15 @@ def export_bundle(
     *,
     metadata: Mapping[str, Any],
     options: Mapping[str, Any],
+    push: str | None = None,
+    private: bool = False,
 ) -> dict[str, Any]:
     """Write the bundle of ``target`` for a recorded checkpoint into ``out`` (new or empty).
 
     The bundle is built in a temporary sibling folder and renamed into place, so a crash never
-    leaves half a bundle under ``out``.
+    leaves half a bundle under ``out``. With ``push`` (a Hub repo id) the finished bundle is then
+    uploaded by the exporter's ``push`` method (the hf exporter: ``huggingface_hub``, token from
+    ``HF_TOKEN``); a failed upload leaves the bundle on disk.
     """
     registry = forge.registry()
     record = registry.checkpoint(checkpoint_id) if (Path(forge.home) / "registry").exists() else None
@@ -306,6 +328,8 @@ def export_bundle(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not an empty folder; choose another --out", field="out")
     exporter = forge.backend("exporters", target, options, field="target")
+    if push is not None and not callable(getattr(exporter, "push", None)):
+        raise UserError(f"the {target} exporter cannot push to the Hub; export with --target hf", field="push")
     goal = None
     try:
         goal = goal_of(Path(forge.home), run_id) if run_id else None
@@ -349,4 +373,8 @@ def export_bundle(
         raise
     main = out / main.relative_to(tmp) if main.is_relative_to(tmp) else main
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    return {"checkpoint_id": checkpoint.id, "target": target, "path": str(main), "out": str(out), "files": files}
+    result = {"checkpoint_id": checkpoint.id, "target": target, "path": str(main), "out": str(out), "files": files}
+    if push is not None:
+        ctx = forge.context(run_id=run_id or "export", stage="export")
+        result["pushed"] = exporter.push(out, push, ctx, private=private)
+    return result

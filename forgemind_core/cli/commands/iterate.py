@@ -134,7 +134,9 @@ def sql_command(forge: Any, query: str, timeout_s: float | None, max_rows: int |
 
 @click.command("export-data")
 @click.argument("node_id")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "alpaca", "sharegpt", "messages"]),
+              default="parquet", show_default=True,
+              help="Tables (parquet, jsonl), or a dataset as JSON Lines in a preset of the field (docs/export.md).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the files into (created).")
 @json_option
@@ -163,11 +165,14 @@ def export_data_command(forge: Any, node_id: str, fmt: str, out: Path, as_json: 
 @click.option("--tag", "tags", multiple=True, help="A model card tag; repeatable (added to the goal's).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="An exporter option, e.g. --option mode=adapter (see docs/export.md).")
+@click.option("--push", "push", metavar="REPO_ID",
+              help="Upload the bundle to this Hugging Face Hub repo (--target hf; token from HF_TOKEN).")
+@click.option("--private", is_flag=True, help="With --push: create the repo private.")
 @json_option
 @pass_forge
 def export_command(forge: Any, checkpoint_id: str, target: str, out: Path, author: str | None,
                    license_: str | None, version: str | None, tags: tuple[str, ...], options: tuple[str, ...],
-                   as_json: bool) -> None:
+                   push: str | None, private: bool, as_json: bool) -> None:
     """Export a checkpoint as a bundle: the model (safetensors or GGUF), its tokenizer and chat
     template, forge.yaml (the goal and plans that made it) and a model card README.md."""
     from forgemind_core.brain.forks import parse_overrides
@@ -176,10 +181,13 @@ def export_command(forge: Any, checkpoint_id: str, target: str, out: Path, autho
                                 (("author", author), ("license", license_), ("version", version)) if v}
     if tags:
         metadata["tags"] = list(tags)
-    result = forge.export(checkpoint_id, target, out, metadata=metadata, options=parse_overrides(options))
+    result = forge.export(checkpoint_id, target, out, metadata=metadata, options=parse_overrides(options),
+                          push=push, private=private)
     if as_json:
         echo_json(result)
         return
     console().print(f"exported {result['checkpoint_id']} as {target}: {result['path']}")
     for name in result["files"]:
         console().print(f"  {name}")
+    if result.get("pushed"):
+        console().print(f"pushed to {result['pushed']['repo_id']}: {result['pushed']['commit_url']}")

@@ -81,10 +81,11 @@ def _parse_sets(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 
 
 def _dataset(data: str, fmt: str | None, columns: dict[str, Any], ctx: StageContext) -> Any:
-    from forgemind_hookspecs.dataformats import read_examples
+    from forgemind_hookspecs.presets import read_data
     from forgemind_hookspecs.snapshots import write_snapshot
 
-    examples = list(read_examples(data, format=fmt, columns={k: str(v) for k, v in columns.items()} or None))
+    examples = list(read_data(data, format=fmt, columns={k: str(v) for k, v in columns.items()} or None,
+                              cache_dir=ctx.cache_dir / "datasets"))
     if not examples:
         raise UserError("holds no examples", file=data)
     return write_snapshot(examples, ctx.home / "datasets")
@@ -115,9 +116,12 @@ _data_options = [
     click.option("--base", required=True,
                  help="Base model: a shipped model by name (smollm2-135m-instruct), a .gguf file, a local HF "
                       "folder, a checkpoint folder, a hub id, or 'pretrain'."),
-    click.option("--data", required=True, type=click.Path(dir_okay=False), help="Training data file."),
-    click.option("--format", "fmt", type=click.Choice(["prompt_completion", "chat", "csv", "text"]),
-                  default=None, help="Data format (detected when omitted)."),
+    click.option("--data", required=True,
+                 help="Training data: a JSONL/JSON/CSV/text file, a Parquet or Arrow file, a folder saved with "
+                      "datasets' save_to_disk, or hub:NAME[:SPLIT] (see docs/foundry.md)."),
+    click.option("--format", "fmt",
+                 type=click.Choice(["prompt_completion", "chat", "csv", "text", "alpaca", "sharegpt", "messages"]),
+                 default=None, help="Data format or preset (detected when omitted)."),
     click.option("--column", multiple=True, metavar="FIELD=HEADER",
                  help="CSV column mapping, e.g. --column prompt=question --column completion=answer."),
     click.option("--method", type=click.Choice(["full", "lora", "qlora"]), default="lora", show_default=True),

@@ -38,6 +38,15 @@ class HFExporter:
 
         return write_hf(checkpoint, Path(out_dir), self.options.mode)
 
+    def push(self, folder: Path, repo_id: str, ctx: StageContext, *, private: bool = False) -> dict[str, Any]:
+        """Upload the finished bundle ``folder`` (model, tokenizer, forge.yaml, README.md) to the
+        Hub repo ``repo_id`` with ``huggingface_hub`` (token from ``HF_TOKEN``, see :mod:`.hub`)."""
+        from .hub import push_folder
+
+        result = push_folder(Path(folder), repo_id, private=private)
+        ctx.log.info("pushed the bundle to the Hub", repo_id=repo_id, commit=result["commit_oid"])
+        return result
+
 
 class GGUFExporter:
     """One GGUF file (Llama architecture) for llama.cpp, Ollama and LM Studio, written with `gguf`."""
