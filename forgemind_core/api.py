@@ -362,10 +362,17 @@ class Forge:
         return Loop.resume(self, run_id, reporter=reporter, on_event=on_event).run()
 
     def status(self, run_id: str) -> dict[str, Any]:
-        """A run's state from its own folder (works while the run is writing)."""
+        """A run's state from its own folder (works while the run is writing), with ``running``:
+        the running stage's step, loss and ETA from its metric events."""
         from forgemind_core.brain.loop import read_status
 
-        return read_status(self.home, run_id)
+        return read_status(self.home, run_id, metrics=lambda: self.registry().metrics(run_id))
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        """A run's summary from its folder, with each iteration's loss curve (``forge show RUN``)."""
+        from forgemind_core.brain.summary import folder_summary
+
+        return folder_summary(self.home, run_id)
 
     def runs(self) -> list[dict[str, Any]]:
         return self.registry().runs()

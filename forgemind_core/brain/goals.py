@@ -60,6 +60,7 @@ from forgemind_core.brain.goalshape import (
     apply_coerced,
     check_bounds,
     check_sites,
+    check_success_metric,
     check_trainer_choices,
     shape,
 )
@@ -224,6 +225,7 @@ def _read_into(
     if goal is None:
         return None
     _check_search(goal, problems)
+    check_success_metric(goal, problems)
     goal = apply_coerced(goal, coerced)
     base = base_dir if base_dir is not None else Path.cwd()
     goal = attrs.evolve(

@@ -34,11 +34,13 @@ __all__ = [
     "apply_coerced",
     "check_bounds",
     "check_sites",
+    "check_success_metric",
     "check_trainer_choices",
     "default_backend",
     "model_ref_problem",
     "served_models",
     "shape",
+    "tier_metric_names",
 ]
 
 #: ``{pillar: {backend name: BackendInfo}}`` as :meth:`forgemind_core.api.Forge.catalogue` returns.
@@ -396,3 +398,28 @@ def check_trainer_choices(shaped: Mapping[str, Any], catalogue: Catalogue, probl
             problems.add((section, key), f"{problem} (the {attribute} of trainer {name!r})")
 
 
+def tier_metric_names() -> tuple[str, ...]:
+    """The metrics every tier's report carries that a success criterion can test: the scalar
+    scores of the Trial Grounds' aggregate (:func:`forgemind_core.trials.tiers.aggregate`:
+    ``accuracy``, ``pass_rate``, ``distinct_1``, ``distinct_2``), read from the aggregate itself
+    so the two cannot drift apart. Scorers judge cases (score, passed); the tier turns their
+    results into these numbers, so no scorer adds a name of its own."""
+    from forgemind_core.trials.tiers import aggregate
+
+    return tuple(sorted(k for k, v in aggregate([]).items() if isinstance(v, float)))
+
+
+def check_success_metric(goal: Goal, problems: Problems) -> None:
+    """``success.metric`` is one of :func:`tier_metric_names` (a typo such as ``acuracy`` would
+    otherwise score every tier 0 and never promote)."""
+    import difflib
+
+    names = tier_metric_names()
+    metric = goal.success.metric
+    if metric in names:
+        return
+    close = difflib.get_close_matches(metric, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    problems.add(("success", "metric"),
+                 f"{metric!r} is not a metric the evaluation tiers report; expected one of "
+                 f"{', '.join(repr(n) for n in names)}{hint}")

@@ -19,6 +19,7 @@ from forgemind_hookspecs import (
     Estimate,
     EvalCase,
     Example,
+    ForgeError,
     Goal,
     IterationSummary,
     Plan,
@@ -32,8 +33,22 @@ from forgemind_core.base.fsio import read_json
 from forgemind_core.base.runfolder import RECORDED_STAGES, RunFolder
 from forgemind_core.brain.decide import best_try
 from forgemind_core.foundry.stages import drops, latest_dataset
+from forgemind_core.lorekeeper.runs import goal_of
 
-__all__ = ["RunHistory", "all_eval_cases", "first_loss", "history", "iteration_summary", "last_loss", "loss_values", "read_status", "run_summary", "stage_line"]
+__all__ = [
+    "RunHistory",
+    "all_eval_cases",
+    "first_loss",
+    "folder_summary",
+    "history",
+    "iteration_summary",
+    "last_loss",
+    "live_stage",
+    "loss_values",
+    "read_status",
+    "run_summary",
+    "stage_line",
+]
 
 
 def history(folder: RunFolder, *, upto: int | None = None) -> list[IterationSummary]:
@@ -153,6 +168,66 @@ def run_summary(folder: RunFolder, goal: Goal, state: Mapping[str, Any], *, spen
     }
 
 
+def folder_summary(home: Path, run_id: str) -> dict[str, Any]:
+    """The summary of a run (finished or not) from its folder alone: what ``forge run --json``
+    printed at its end, or would print now, with each iteration's ``loss_curve`` (the trainer's
+    losses per logged step) added (``forge show RUN``, ``--plot``).
+
+    :raises UserError: there is no such run in ``home``.
+    """
+    folder = RunFolder(Path(home), run_id)
+    state = read_json(folder.state_file) or {}
+    summary = run_summary(folder, goal_of(Path(home), run_id), state, spent_usd=float(state.get("spent_usd", 0.0)))
+    curves = {item.iteration: list(item.loss_curve) for item in history(folder)}
+    for item in summary["iterations"]:
+        item["loss_curve"] = curves.get(item["iteration"], [])
+    return summary
+
+
+def live_stage(folder: RunFolder, metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The running stage of a run from the metric events its stages emitted (the registry's
+    :meth:`~forgemind_hookspecs.backends.Registry.metrics` rows: iteration, stage, name, step,
+    value, time): ``{iteration, stage, step, total_steps, loss, loss_name, eta_s}``, or ``None``
+    when the latest metric belongs to a stage that has finished (its ``<stage>.json`` exists).
+
+    ``loss`` is the latest value of a metric whose name ends in ``loss``; ``total_steps`` the
+    iteration's estimate (``estimate.json``) while training; ``eta_s`` the remaining steps at
+    the pace between the stage's first and latest metric (``None`` until there are two)."""
+    if not metrics:
+        return None
+    last = max(metrics, key=lambda r: (int(r.get("iteration") or 0), float(r.get("time") or 0.0)))
+    n, stage = int(last.get("iteration") or 0), str(last.get("stage") or "")
+    finished = folder.has_stage(n, stage) if n else (folder.path / f"{stage}.json").exists()
+    if finished or not stage:
+        return None
+    rows = sorted((r for r in metrics if int(r.get("iteration") or 0) == n and r.get("stage") == stage),
+                  key=lambda r: (float(r.get("time") or 0.0), float(r.get("step") or 0)))
+    losses = [r for r in rows if str(r.get("name", "")).endswith("loss")]
+    latest = losses[-1] if losses else rows[-1]
+    step = int(latest.get("step") or 0)
+    total = None
+    if stage == "train" and n:
+        estimate = read_json(folder.stage_file(n, "estimate")) or {}
+        total = (estimate.get("estimate") or {}).get("steps")
+    eta = None
+    paced = losses or rows
+    if total and len(paced) >= 2:
+        first = paced[0]
+        done = step - int(first.get("step") or 0)
+        spent = float(latest.get("time") or 0.0) - float(first.get("time") or 0.0)
+        if done > 0 and spent > 0:
+            eta = max(0.0, (int(total) - step) * spent / done)
+    return {
+        "iteration": n,
+        "stage": stage,
+        "step": step,
+        "total_steps": int(total) if total else None,
+        "loss": float(latest["value"]) if losses else None,
+        "loss_name": str(latest.get("name")) if losses else None,
+        "eta_s": None if eta is None else round(eta, 1),
+    }
+
+
 def stage_line(stage: str, data: Mapping[str, Any]) -> str:
     """What the loop reports when ``stage`` of an iteration finished with ``data`` (its
     ``<stage>.json``); ``""`` when there is nothing to say."""
@@ -199,8 +274,14 @@ def last_loss(curve: Sequence[Any]) -> float:
     return loss_values(curve)[-1]
 
 
-def read_status(home: Path, run_id: str) -> dict[str, Any]:
-    """A run's state from its folder alone (no database), safe while the run writes."""
+def read_status(home: Path, run_id: str,
+                metrics: Callable[[], Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
+    """A run's state from its folder alone (no database), safe while the run writes.
+
+    ``metrics``, when given, is asked for the run's metric rows while a process drives the run;
+    ``running`` is then :func:`live_stage` of them (step, loss, ETA of the running stage), and
+    ``None`` when the run is not being driven, the stage emits no metrics or the rows cannot be
+    read right now (a busy registry: the status never waits on it)."""
     folder = RunFolder(Path(home), run_id)
     state = read_json(folder.state_file)
     if state is None:
@@ -223,4 +304,8 @@ def read_status(home: Path, run_id: str) -> dict[str, Any]:
                 driving = int(lock.read_text() or 0) or None
             finally:
                 os.close(fd)
-    return {**state, "iterations": iterations, "driven_by_pid": driving, "tiers": list(TIERS)}
+    running = None
+    if driving and metrics is not None:
+        with contextlib.suppress(ForgeError):
+            running = live_stage(folder, metrics())
+    return {**state, "iterations": iterations, "driven_by_pid": driving, "running": running, "tiers": list(TIERS)}

@@ -7,10 +7,13 @@ from typing import Any
 
 import click
 
-from forgemind_core.cli.display import finish_run, run_reporter
+from forgemind_core.cli.display import decision_reasons, finish_run, print_summary, run_reporter, summary_plot
 from forgemind_core.cli.tools import console, echo_json, json_option, pass_forge
 
-__all__ = ["lineage", "plugins", "resume", "run", "runs", "show", "status"]
+__all__ = ["lineage", "plugin_additions", "plugins", "resume", "run", "running_line", "runs", "show", "status"]
+
+#: What a plugin adds through a hook other than a backend registration, as ``forge plugins`` says it.
+_HOOK_ADDS = {"forgemind_registry": "the registry (forge show, lineage, sql)", "forgemind_record": "a recorder"}
 
 
 @click.command()
@@ -72,6 +75,9 @@ def status(forge: Any, run_id: str, as_json: bool) -> None:
     who = f" (driven by pid {state['driven_by_pid']})" if state.get("driven_by_pid") else ""
     out.print(f"run {state['run_id']}: {state.get('status')}{who}, iteration {state.get('iteration')}, "
               f"last finished stage '{state.get('stage') or '-'}', spent ${state.get('spent_usd', 0.0):.4f}")
+    running = state.get("running")
+    if running:
+        out.print(f"  running: {running_line(running)}")
     for item in state["iterations"]:
         scores = " ".join(f"{t} {s:.0%}" for t, s in item["scores"].items())
         out.print(f"  iteration {item['iteration']}: {', '.join(item['stages_done'])}  {scores}")
@@ -93,14 +99,18 @@ def runs(forge: Any, tree: bool, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table()
-    columns = ["run_id", "goal", "status", "outcome", "iterations", "started"]
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in columns))
+    from forgemind_core.lorekeeper.readouts import RUN_COLUMNS, run_rows
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in RUN_COLUMNS:
+        table.add_column(column, overflow="fold", no_wrap=column not in ("run_id", "goal"),
+                         min_width=10 if column in ("run_id", "goal") else None,
+                         justify="right" if column == "iters" else "left")
+    for row in run_rows(rows):
+        table.add_row(*(row[c] for c in RUN_COLUMNS))
     console().print(table)
 
 
@@ -144,10 +154,14 @@ def _print_tree(roots: list[dict[str, Any]], as_json: bool) -> None:
 @click.option("--config", "config", is_flag=True,
               help="Print the goal file that produced the run (or --iteration N); it runs again as is.")
 @click.option("--iteration", "-i", type=int, help="With --config: pin the recorded plans up to this iteration.")
+@click.option("--plot", is_flag=True, help="Draw the loss per step of each iteration and each tier's score per iteration.")
 @json_option
 @pass_forge
-def show(forge: Any, run_id: str, rejections: bool, config: bool, iteration: int | None, as_json: bool) -> None:
-    """Show a run: its iterations with plans, scores and decisions (or its rejected data)."""
+def show(forge: Any, run_id: str, rejections: bool, config: bool, iteration: int | None, plot: bool,
+         as_json: bool) -> None:
+    """Show a run: its summary table (plan, data, scores per tier, loss, seconds, cost, decision
+    per iteration), or --plot, its rejected data (--rejections), its goal file (--config);
+    --json prints everything the registry holds about it."""
     from forgemind_hookspecs import UserError
 
     if config or iteration is not None:
@@ -181,8 +195,11 @@ def show(forge: Any, run_id: str, rejections: bool, config: bool, iteration: int
     if as_json:
         echo_json(details)
         return
-    out = console()
-    out.print_json(data=details, default=str)
+    summary = forge.summary(details["run"]["id"])
+    if plot:
+        click.echo(summary_plot(summary, width=min(console().width, 100), color=console().is_terminal), nl=False)
+        return
+    print_summary(summary, sections=(decision_reasons,))
 
 
 @click.command()
@@ -195,30 +212,19 @@ def lineage(forge: Any, node_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
+    from rich.text import Text
     from rich.tree import Tree
 
-    tree = Tree(f"[bold]{node_id}[/bold]")
-    _add(tree.add("ancestors"), data.get("ancestors"))
-    _add(tree.add("descendants"), data.get("descendants"))
-    console().print(tree)
+    from forgemind_core.lorekeeper.readouts import TreeNode, lineage_tree
 
+    def draw(parent: Any, node: TreeNode) -> None:
+        for child in node["children"]:
+            draw(parent.add(Text(child["label"], overflow="fold")), child)
 
-def _add(node: Any, value: Any, depth: int = 0) -> None:
-    if depth > 6:
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, (dict, list)):
-                _add(node.add(str(key)), item, depth + 1)
-            else:
-                node.add(f"{key}: {item}")
-    elif isinstance(value, list):
-        for item in value[:50]:
-            _add(node, item, depth + 1) if isinstance(item, (dict, list)) else node.add(str(item))
-        if len(value) > 50:
-            node.add(f"... {len(value) - 50} more")
-    elif value is not None:
-        node.add(str(value))
+    root = lineage_tree(forge.registry(), forge.home, data)
+    tree = Tree(Text(root["label"], style="bold", overflow="fold"))
+    draw(tree, root)
+    console().print(tree, soft_wrap=False)
 
 
 @click.command()
@@ -236,8 +242,43 @@ def plugins(forge: Any, include_builtins: bool, as_json: bool) -> None:
     table = Table()
     for column in ("plugin", "version", "backends", "status"):
         table.add_column(column, overflow="fold")
+    adds = plugin_additions(forge)
     for row in rows:
-        backends = "; ".join(f"{pillar}: {', '.join(names)}" for pillar, names in row["backends"].items())
+        offered = [f"{pillar}: {', '.join(names)}" for pillar, names in row["backends"].items()]
+        backends = "; ".join(offered + adds.get(row["name"], [])) or "-"
         state = f"[red]failed: {row['error']}[/red]" if row["error"] else ("built-in" if row["builtin"] else "ok")
         table.add_row(row["name"], row["version"] or "", backends, state)
     console().print(table)
+
+
+def plugin_additions(forge: Any) -> dict[str, list[str]]:
+    """``{plugin: ["commands: dashboard", "the registry ...", "a recorder"]}``: what each plugin adds
+    besides backends — the CLI commands its ``forgemind_register_commands`` adds (asked of the
+    plugin with a scratch command group), the registry and recording hooks it implements."""
+    out: dict[str, list[str]] = {}
+    for impl in forge.hook.forgemind_register_commands.get_hookimpls():
+        scratch = click.Group()
+        try:
+            impl.function(cli=scratch)
+        except Exception as error:
+            out.setdefault(impl.plugin_name, []).append(f"commands: failed to list ({error})")
+            continue
+        if scratch.commands:
+            out.setdefault(impl.plugin_name, []).append(f"commands: {', '.join(sorted(scratch.commands))}")
+    for hook, text in _HOOK_ADDS.items():
+        for impl in getattr(forge.hook, hook).get_hookimpls():
+            out.setdefault(impl.plugin_name, []).append(text)
+    return out
+
+
+def running_line(running: dict[str, Any]) -> str:
+    """``train of iteration 2: step 40/120, train.loss 2.310, ETA 1m 20s`` for ``forge status``."""
+    step = f"step {running['step']}" + (f"/{running['total_steps']}" if running.get("total_steps") else "")
+    parts = [step]
+    if running.get("loss") is not None:
+        parts.append(f"{running['loss_name']} {running['loss']:.3f}")
+    eta = running.get("eta_s")
+    if eta is not None:
+        minutes, seconds = divmod(round(eta), 60)
+        parts.append(f"ETA {minutes}m {seconds:02d}s" if minutes else f"ETA {seconds}s")
+    return f"{running['stage']} of iteration {running['iteration']}: " + ", ".join(parts)
