@@ -210,3 +210,44 @@ def test_status_shows_step_loss_and_eta_of_a_run_another_process_drives(forge_ho
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, 1), err
     assert reader.status("live")["running"] is None and reader.status("live")["status"] == "finished"
+
+
+def test_lineage_walks_back_through_a_teacher_checkpoint(tmp_path):
+    """A second run whose examples a checkpoint of the first wrote (``source.model`` = its id):
+    the student's tree has the teacher under its dataset, with the teacher's own data under it."""
+    from colors_pack import write_pack
+    from forgemind_hookspecs import Checkpoint, Example, Source, Verdict, to_dict
+    from forgemind_hookspecs.snapshots import write_snapshot
+
+    from forgemind_core.base.events import make_event
+
+    forge = _forge(tmp_path / "home")
+    teacher_run = forge.run(write_pack(tmp_path / "colors"), run_id="teacher")
+    teacher = teacher_run["stable_checkpoint"]["id"]
+    teacher_data = teacher_run["iterations"][-1]["data"]["dataset_id"]
+    examples = [Example(prompt=f"paint {i}", completion="warm", category="warm",
+                        source=Source("openai", model=teacher, prompt_template="ask")) for i in range(3)]
+    ref = write_snapshot(examples, forge.home / "datasets")
+    student = Checkpoint(id="ck-student", path=str(tmp_path / "student"), base_model="memo-base", method="full",
+                         kind="full", dataset_id=ref.id)
+    events = [
+        make_event("student", "run.started", payload={"goal": {"name": "student"}, "forgemind_version": "0.1.0"}),
+        make_event("student", "examples", iteration=1, stage="generate", payload={"examples": to_dict(examples)}),
+        make_event("student", "verdicts", iteration=1, stage="filter",
+                   payload={"verdicts": [to_dict(Verdict(e.id, "rules", True)) for e in examples]}),
+        make_event("student", "dataset", iteration=1, stage="dataset", payload={"dataset": to_dict(ref)}),
+        make_event("student", "checkpoint", iteration=1, stage="train", payload={"checkpoint": to_dict(student)}),
+    ]
+    forge.record(events)
+    data = forge.lineage("ck-student")
+    assert any(a["id"] == teacher and a["relation"] == "generated" for a in data["ancestors"])
+    text = invoke(forge, "lineage", "ck-student").output
+    lines = text.splitlines()
+    assert lines[0] == "checkpoint ck-student: train, full (run student, iteration 1)"
+    assert f"<- trained: dataset {ref.id}: 3 examples (run student, iteration 1)" in text
+    assert f"openai {teacher} / ask x 3" in text
+    at = next(i for i, line in enumerate(lines) if f"<- generated: checkpoint {teacher}: train, full (run teacher," in line)
+    below = "\n".join(lines[at + 1:])
+    assert f"<- trained: dataset {teacher_data}:" in below  # the teacher's own data, under the teacher
+    student_data = next(line for line in lines if f"<- trained: dataset {ref.id}" in line)
+    assert lines[at].index("<-") > student_data.index("<-")  # drawn under the student's dataset
