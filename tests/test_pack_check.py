@@ -124,3 +124,19 @@ def test_the_quantities_pack_validates_and_its_answers_pass_verify(forge) -> Non
     examples = {row["category"]: row["examples"] for row in report["categories"]}
     text, answer = examples["digits"][0]
     assert answer.split()[0] in text
+
+
+def test_forge_eval_with_a_pack_scores_cases_by_its_default_and_keeps_ids(forge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from forgemind_hookspecs import Checkpoint
+
+    root = write(tmp_path / "units", full=(
+        '{"id": "kilo-1", "input": "two kilograms", "expected": "2 kg"}\n'
+        '{"id": "len-1", "input": "three metres", "expected": "3 m"}\n'
+        '{"id": "len-2", "input": "four metres", "expected": "4 m", "checker": "regex"}\n'))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({"kilograms": {"2 kg": 1}, "metres": {"3 m": 1}}))
+    checkpoint = Checkpoint(id="m1", path=str(model), base_model="memo-base", method="full")
+    report = forge.evaluate(checkpoint, root / "suites" / "full.jsonl", pack=root, runner="memo")
+    got = {r.case_id: (r.scorer, r.passed) for r in report.results}
+    assert got == {"kilo-1": ("exact_match", True), "len-1": ("exact_match", True), "len-2": ("regex", False)}
