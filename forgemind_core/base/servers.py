@@ -35,7 +35,7 @@ from forgemind_hookspecs import ConfigError, Endpoint, StageContext, UserError, 
 
 from forgemind_core.base.protocols import ModelResolver, ServedModel
 
-__all__ = ["SERVER_KEY", "ServerPool", "split_server"]
+__all__ = ["SERVER_KEY", "ServerPool", "layout_defaults", "split_server"]
 
 #: The reserved key of a backend choice that asks for a served model.
 SERVER_KEY = "server"
@@ -119,7 +119,8 @@ class ServerPool:
     def options(self, pillar: str, name: str, options: Mapping[str, Any] | None = None, *,
                 field: str | None = None) -> dict[str, Any]:
         """``options`` as the backend is built with: a ``server`` key is replaced by the started
-        server's ``base_url``, served model name and ``client_defaults`` (for options left unset)."""
+        server's ``base_url``, served model name, and ``client_defaults`` and the served checkpoint's
+        :func:`layout_defaults` for the client's options left unset."""
         own, spec = split_server(options or {})
         own = {k: self._nested(pillar, name, k, v, field) if _serves(v) else v for k, v in own.items()}
         if spec is None:
@@ -129,28 +130,29 @@ class ServerPool:
         if problem:
             raise ConfigError(problem, field=_join(field, SERVER_KEY))
         model = str(own["model"])
-        self.resolve(model, field=_join(field, "model"))
+        served = self.resolve(model, field=_join(field, "model"))
         endpoint = self.endpoint(spec, model, field=_join(field, SERVER_KEY))
         self._note_use(model, endpoint, pillar=pillar, client=name, field=field)
         fields = attrs.fields_dict(info.cls.Options)
-        return {**{k: v for k, v in endpoint.client_defaults.items() if k in fields and k not in own},
+        defaults = {**endpoint.client_defaults, **layout_defaults(served)}
+        return {**{k: v for k, v in defaults.items() if k in fields and k not in own},
                 **own, "base_url": endpoint.base_url, "model": endpoint.model}
 
     def _nested(self, pillar: str, name: str, key: str, value: Mapping[str, Any], field: str | None) -> dict[str, Any]:
         """An option that is itself a served model's client (the files generator's ``labeller:
         {model, server}``): its server started (or reused) as for a backend's own ``server:``,
         its use recorded under the backend, and ``base_url``/``model`` (``api_key`` when the
-        server wants one) filled in."""
+        server wants one; ``mode``/``system_prompt`` from :func:`layout_defaults` where unset) filled in."""
         sub = _join(field, key)
         inner, spec = split_server(value)
         if not inner.get("model"):
             raise ConfigError("a server needs the model option beside it (the model to serve: stable:GOAL, "
                               "a checkpoint id, a catalogue name or a .gguf path)", field=_join(sub, "model"))
         model = str(inner["model"])
-        self.resolve(model, field=_join(sub, "model"))
+        served = self.resolve(model, field=_join(sub, "model"))
         endpoint = self.endpoint(spec, model, field=_join(sub, SERVER_KEY))
         self._note_use(model, endpoint, pillar=pillar, client=name, field=sub)
-        out = {**inner, "base_url": endpoint.base_url, "model": endpoint.model}
+        out = {**layout_defaults(served), **inner, "base_url": endpoint.base_url, "model": endpoint.model}
         if endpoint.api_key and not inner.get("api_key"):
             out["api_key"] = endpoint.api_key
         return out
@@ -246,6 +248,22 @@ class ServerPool:
     def _emit(self, kind: str, key: str, payload: Mapping[str, Any]) -> None:
         if self._record is not None:
             self._record(kind, stage="servers", payload=dict(payload), key=f"{key}:{time.time_ns()}")
+
+
+def layout_defaults(served: ServedModel | None) -> dict[str, Any]:
+    """The prompt layout a served checkpoint was trained with, as client options: ``mode`` —
+    ``chat`` where its manifest records ``chat_format: chat`` (the prompt went through the base's
+    chat template, so a client must send it as a chat message), ``completion`` where it records
+    ``raw`` — and the ``system_prompt`` it was trained with. Empty for a GGUF of unknown origin
+    and for a checkpoint that records no layout."""
+    manifest = served.checkpoint.manifest if served is not None and served.checkpoint is not None else {}
+    layout = manifest.get("chat_format")
+    if layout not in ("chat", "raw"):
+        return {}
+    out: dict[str, Any] = {"mode": "chat" if layout == "chat" else "completion"}
+    if layout == "chat" and manifest.get("system_prompt"):
+        out["system_prompt"] = str(manifest["system_prompt"])
+    return out
 
 
 def _serves(value: Any) -> bool:

@@ -6,8 +6,18 @@ min_confidence: 0.6}`` reads rows that have an input and no completion. The run'
 reference, as for the openai generator's own ``server:``, and hands this module the endpoint's
 ``base_url`` and served model name (the checkpoint id), so nothing here resolves or serves a model.
 
-For each input the model is asked on the endpoint's ``/v1/completions`` with the example's prompt
-(the pack's ``prompt_format`` with ``text_format: true``), greedy by default, ``logprobs: 1``:
+For each input the model is asked with the example's prompt (the pack's ``prompt_format`` with
+``text_format: true``), greedy by default, with log-probs, in one of two modes:
+
+- ``mode: completion`` — ``/v1/completions`` with the raw prompt and ``logprobs: 1``;
+- ``mode: chat`` — ``/v1/chat/completions`` with the prompt as the user message (after
+  ``system_prompt`` when one is given) and ``logprobs: true, top_logprobs: 1`` (llama.cpp returns
+  no chat log-probs without the second): the server applies the model's chat
+  template, as a model fine-tuned through its chat template was trained.
+
+A served checkpoint brings its own layout: the run's server pool fills in ``mode`` (and
+``system_prompt``) from the checkpoint's manifest (``chat_format: chat`` -> ``chat``, ``raw`` ->
+``completion``) unless the goal sets them; without either, ``completion``. Then:
 
 - the answer (stripped, with the template generator's leading space) becomes the completion; its
   first word becomes the category when it is one of the pack's labels;
@@ -40,8 +50,9 @@ from forgemind_hookspecs.errors import ConfigError, ForgeError
 __all__ = ["Answer", "Labeller", "confidence_of", "parse_labeller"]
 
 _FIELD = "generate.labeller"
-_KEYS = ("model", "base_url", "api_key", "min_confidence", "max_tokens", "temperature", "stop", "timeout_s",
-         "dialect", "server")
+_KEYS = ("model", "base_url", "api_key", "mode", "system_prompt", "min_confidence", "max_tokens", "temperature",
+         "stop", "timeout_s", "dialect", "server")
+MODES = ("completion", "chat")
 
 
 @frozen
@@ -61,6 +72,8 @@ class Labeller:
     model: str
     base_url: str
     api_key: str | None = None
+    mode: str = "completion"
+    system_prompt: str = ""
     min_confidence: float = 0.0
     max_tokens: int = 8
     temperature: float = 0.0
@@ -78,12 +91,19 @@ class Labeller:
 
         :raises ForgeError: the endpoint cannot be reached or answers no completion.
         """
-        body = {"model": self.model, "prompt": prompt, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "logprobs": 1, "stop": list(self.stop)}
+        body: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
+                                "stop": list(self.stop)}
+        if self.mode == "chat":
+            messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            # top_logprobs too: llama.cpp's chat handler returns no log-probs without it (OpenAI allows both)
+            body.update(messages=[*messages, {"role": "user", "content": prompt}], logprobs=True, top_logprobs=1)
+        else:
+            body.update(prompt=prompt, logprobs=1)
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(f"{self.base_url.rstrip('/')}/completions", data=json.dumps(body).encode(),
+        path = "chat/completions" if self.mode == "chat" else "completions"
+        request = urllib.request.Request(f"{self.base_url.rstrip('/')}/{path}", data=json.dumps(body).encode(),
                                          headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
@@ -96,7 +116,9 @@ class Labeller:
         choice = choices[0]
         logprobs = choice.get("logprobs")
         values = confidence_of(logprobs if isinstance(logprobs, dict) else {})
-        return Answer(text=str(choice.get("text") or ""), confidence=values[0], tokens=values[1])
+        message = choice.get("message")
+        text = message.get("content") if self.mode == "chat" and isinstance(message, dict) else choice.get("text")
+        return Answer(text=str(text or ""), confidence=values[0], tokens=values[1])
 
 
 def confidence_of(logprobs: Mapping[str, Any]) -> tuple[float | None, int]:
@@ -142,6 +164,12 @@ def parse_labeller(options: Mapping[str, Any] | None) -> Labeller | None:
             raise ConfigError(f"expected a number {span}, got {value!r}", field=f"{_FIELD}.{key}")
         return float(value)
 
+    mode = options.get("mode", "completion")
+    if mode not in MODES:
+        raise ConfigError(f"expected one of {', '.join(MODES)}, got {mode!r}", field=f"{_FIELD}.mode")
+    system_prompt = options.get("system_prompt") or ""
+    if not isinstance(system_prompt, str):
+        raise ConfigError(f"expected a string, got {system_prompt!r}", field=f"{_FIELD}.system_prompt")
     stop = options.get("stop", ["\n"])
     if isinstance(stop, str):
         stop = [stop]
@@ -150,6 +178,7 @@ def parse_labeller(options: Mapping[str, Any] | None) -> Labeller | None:
     return Labeller(
         model=str(options["model"]), base_url=str(options["base_url"]),
         api_key=str(options["api_key"]) if options.get("api_key") else None,
+        mode=str(mode), system_prompt=system_prompt,
         min_confidence=number("min_confidence", 0.0, 0.0, 1.0),
         max_tokens=int(number("max_tokens", 8, 1, None)),
         temperature=number("temperature", 0.0, 0.0, None),
