@@ -90,8 +90,8 @@ def _common(fn: Any) -> Any:
         ),
         click.option(
             "--scorer",
-            help="Scorer for cases without a checker (default: label_match with a pack "
-            "that has labels, else exact_match).",
+            help="Scorer for cases without a checker (default: the pack's `scoring`, else "
+            "label_match with a pack that has labels, else exact_match).",
         ),
         click.option("--max-new-tokens", type=click.IntRange(1), default=64, show_default=True),
     ]
