@@ -21,6 +21,7 @@ from forgemind_hookspecs.records import Checkpoint, Estimate, Example, content_h
 from forgemind_hookspecs.snapshots import read_snapshot
 
 from . import engine, fastpath
+from .chat import apply_template, template_source
 from .logs import log
 from .options import LATE_FIELDS, METHODS, TrainerOptions
 from .text import encode_example, use_chat
@@ -201,11 +202,12 @@ def load_examples(request: TrainRequest) -> list[Example]:
 
 
 def encode_all(examples: list[Example], tokenizer: Any, max_length: int, file: str, *, chat: bool = False,
-               system: str = "") -> tuple[list[Any], int]:
+               system: str = "", chat_loss: str = "last") -> tuple[list[Any], int]:
     sequences, truncated = [], 0
     for i, example in enumerate(examples, start=1):
         try:
-            ids, labels, cut = encode_example(example, tokenizer, max_length, chat=chat, system=system)
+            ids, labels, cut = encode_example(example, tokenizer, max_length, chat=chat, system=system,
+                                              chat_loss=chat_loss)
         except DataError as error:
             error.file, error.line = file, i
             raise
@@ -247,14 +249,16 @@ class _Plan:
         return sum(len(self.sequences[i][0]) for s in range(self.total_steps) for i in self.indices(s))
 
 
-def chat_layout(base: Checkpoint, tokenizer: Any, options: TrainerOptions) -> bool:
+def chat_layout(base: Checkpoint, tokenizer: Any, options: TrainerOptions, original_template: Any = None) -> bool:
     """Whether this request's prompt/completion examples go through the chat template
-    (:func:`forgemind_hf.text.use_chat`; what the base recorded decides ``auto``)."""
+    (:func:`forgemind_hf.text.use_chat`; what the base recorded decides ``auto``).
+    ``original_template``: the base tokenizer's own, where ``chat_template`` replaced it."""
     from .pretrain import CHAT_TEMPLATE
 
     recorded = base.manifest.get("chat_format")
     # ForgeMind's own template marks a tokenizer trained here from scratch, manifest or not
-    here = base.method == "pretrain" or getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE
+    shipped = original_template if original_template is not None else getattr(tokenizer, "chat_template", None)
+    here = base.method == "pretrain" or shipped == CHAT_TEMPLATE
     return use_chat(options.chat_format, tokenizer, recorded if isinstance(recorded, str) else None,
                     pretrained_here=here)
 
@@ -262,9 +266,11 @@ def chat_layout(base: Checkpoint, tokenizer: Any, options: TrainerOptions) -> bo
 def _prepare(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> tuple[Any, ...]:
     examples = load_examples(request)
     tokenizer = load_tokenizer(_base_path(request.base), options)
-    chat = chat_layout(request.base, tokenizer, options)
+    shipped = getattr(tokenizer, "chat_template", None)
+    apply_template(tokenizer, options.chat_template)  # saved with the checkpoint's tokenizer
+    chat = chat_layout(request.base, tokenizer, options, shipped)
     sequences, truncated = encode_all(examples, tokenizer, options.max_length, request.dataset.path, chat=chat,
-                                      system=options.system_prompt)
+                                      system=options.system_prompt, chat_loss=options.chat_loss)
     if truncated:
         log(ctx, "warning", "examples truncated", count=truncated, max_length=options.max_length)
     seed = request.seed or options.seed
@@ -289,6 +295,8 @@ def request_id(request: TrainRequest, options: TrainerOptions, seed: int) -> str
     for name, default in LATE_FIELDS.items():
         if settings.get(name) == default:
             del settings[name]
+    if "chat_template" in settings:  # a Jinja file: its content defines the result, not its path
+        settings["chat_template"] = content_hash(template_source(options.chat_template) or "")
     return "ckpt-" + content_hash(
         {"base": request.base.id, "dataset": request.dataset.id, "method": request.method,
          "options": settings, "seed": seed}
@@ -442,6 +450,8 @@ def train(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> 
         "examples": len(examples),
         "truncated": truncated,
         "chat_format": "chat" if chat else "raw",
+        "chat_template": options.chat_template,
+        "chat_loss": options.chat_loss,
         "system_prompt": options.system_prompt if chat else "",
         "base_model": request.base.base_model,
         "base_id": request.base.id,

@@ -35,6 +35,10 @@ class TrainerOptions:
     base whose tokenizer has a template; never a base pre-trained here from scratch), ``raw`` never,
     ``chat`` always. ``system_prompt`` is the system message of that conversation (empty: the
     template's own default, if any). The runner reads both from the checkpoint's manifest.
+    ``chat_template`` is the template chat examples are rendered with: ``base`` (the tokenizer's
+    own), ``chatml`` or a Jinja file; it is saved with the checkpoint's tokenizer. ``chat_loss``
+    ``assistant`` learns every assistant turn of a multi-turn chat, ``last`` only the final one
+    (:mod:`forgemind_hf.chat`).
 
     The fast path (:mod:`forgemind_hf.fastpath`; each is exact, not an approximation): ``head:
     labels`` runs the vocabulary head only where the next token is a label (``all``: everywhere,
@@ -71,12 +75,14 @@ class TrainerOptions:
     head: str = field(default="all", validator=one_of("all", "labels"))
     train_layers: int = field(default=0, validator=at_least(0))
     cache_frozen: bool = True
+    chat_template: str = "base"
+    chat_loss: str = field(default="assistant", validator=one_of("assistant", "last"))
 
 
 #: Fields added after checkpoint ids were published: they enter a checkpoint's id only when set
 #: away from their default, so every checkpoint trained before them keeps its id.
 LATE_FIELDS: dict[str, Any] = {"chat_format": "auto", "system_prompt": "", "head": "all", "train_layers": 0,
-                               "cache_frozen": True}
+                               "cache_frozen": True, "chat_template": "base", "chat_loss": "assistant"}
 
 
 @define(frozen=True)

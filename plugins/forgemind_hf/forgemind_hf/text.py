@@ -90,12 +90,16 @@ def prompt_ids(prompt: str, tokenizer: Any, *, templated: bool = False) -> list[
 
 
 def encode_example(example: Example, tokenizer: Any, max_length: int, *, chat: bool = False,
-                   system: str = "") -> tuple[list[int], list[int], bool]:
+                   system: str = "", chat_loss: str = "last") -> tuple[list[int], list[int], bool]:
     """``(input_ids, labels, truncated)`` for supervised training; prompt labels are -100.
 
     Too long: the prompt loses tokens from its *start* (the end of a prompt is what the answer
-    depends on most); a completion longer than the whole budget is cut at its end.
+    depends on most); a completion longer than the whole budget is cut at its end. With
+    ``chat_loss="assistant"`` a chat with several assistant turns is learnt on every one of them
+    (:func:`forgemind_hf.chat.chat_segments`).
     """
+    if chat_loss == "assistant" and sum(m.role == "assistant" for m in example.messages) > 1:
+        return _encode_turns(example, tokenizer, max_length, system)
     prompt, completion = render(example, tokenizer, chat=chat, system=system)
     head = prompt_ids(prompt, tokenizer, templated=chat or bool(example.messages))
     eos = tokenizer.eos_token_id
@@ -109,3 +113,33 @@ def encode_example(example: Example, tokenizer: Any, max_length: int, *, chat: b
     ids = head + tail
     labels = [-100] * len(head) + tail
     return ids, labels, truncated
+
+
+def _encode_turns(example: Example, tokenizer: Any, max_length: int, system: str) -> tuple[list[int], list[int], bool]:
+    from .chat import chat_segments
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError("is a chat example but the base model's tokenizer has no chat template", field="messages")
+    segments = chat_segments(example, tokenizer, system)
+    ids: list[int] = []
+    labels: list[int] = []
+    for index, (text, learnt) in enumerate(segments):
+        part = prompt_ids(text, tokenizer, templated=True) if index == 0 else (
+            list(tokenizer.encode(text, add_special_tokens=False)) if text else [])
+        ids += part
+        labels += part if learnt else [-100] * len(part)
+    eos = tokenizer.eos_token_id
+    if eos is not None:
+        ids.append(eos)
+        labels.append(eos)
+    if len(ids) <= max_length:
+        return ids, labels, False
+    last = len(list(tokenizer.encode(segments[-1][0], add_special_tokens=False))) + (eos is not None)
+    if last >= max_length:  # the final answer alone is over budget: as a single turn, cut at its end
+        prompt, completion = render(example, tokenizer, chat=True, system=system)
+        head = prompt_ids(prompt, tokenizer, templated=True)[:1]
+        tail = (list(tokenizer.encode(completion, add_special_tokens=False)) + ([eos] if eos is not None else []))
+        tail = tail[: max_length - len(head)]
+        return head + tail, [-100] * len(head) + tail, True
+    keep = max_length - 1  # the first token (BOS or the template's start) stays, the oldest turns go
+    return ids[:1] + ids[len(ids) - keep:], [-100, *labels[len(labels) - keep:]], True
