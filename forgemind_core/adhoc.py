@@ -61,24 +61,25 @@ def _ctx(forge: Any, stage: str, on_event: EventSink | None, progress: Any = Non
 
 def validate_data(path: str | os.PathLike[str], *, format: str | None = None,
                   columns: Mapping[str, str] | None = None) -> list[DataError]:
-    """Every bad row of a data file, one :class:`DataError` each (empty = valid)."""
-    from forgemind_hookspecs.dataformats import validate_file
+    """Every bad row of a data file (or dataset folder, Parquet/Arrow file, ``hub:NAME``; presets:
+    docs/foundry.md), one :class:`DataError` each (empty = valid)."""
+    from forgemind_hookspecs.presets import is_table_source, validate_source
 
-    if not Path(path).is_file():
+    if not is_table_source(path) and not Path(path).is_file():
         raise UserError("no such data file", file=str(path))
-    return validate_file(path, format=format, columns=dict(columns) if columns else None)
+    return validate_source(path, format=format, columns=dict(columns) if columns else None)
 
 
 def preview_data(path: str | os.PathLike[str], *, format: str | None = None,
                  columns: Mapping[str, str] | None = None, limit: int = 50) -> dict[str, Any]:
     """What a data file holds, for people: every problem (as :func:`validate_data`) and up to
     ``limit`` of its rows as read (``prompt``, ``completion``, ``messages``, ``category``)."""
-    from forgemind_hookspecs.dataformats import read_examples
+    from forgemind_hookspecs.presets import read_data
 
     problems = validate_data(path, format=format, columns=columns)
     rows: list[dict[str, Any]] = []
     if not problems:
-        for example in read_examples(path, format=format, columns=dict(columns) if columns else None):
+        for example in read_data(path, format=format, columns=dict(columns) if columns else None):
             if len(rows) >= limit:
                 break
             rows.append({"prompt": example.prompt, "completion": example.completion,

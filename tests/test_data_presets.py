@@ -226,3 +226,26 @@ def test_row_of_round_trips_every_preset():
                 assert back.id == e.id, (preset, row)
             else:
                 assert bool(back.messages) == (preset != "alpaca"), (preset, row)
+
+
+def test_forge_validate_data_lists_every_bad_preset_row(tmp_path, forge):
+    from forgemind_core.cli.main import build_cli
+
+    bad = _jsonl(tmp_path / "chats.jsonl", [
+        SHAREGPT[0],
+        {"conversations": [{"from": "human", "value": "x"}]},
+        SHAREGPT[1],
+        {"conversations": [{"from": "robot", "value": "x"}, {"from": "gpt", "value": "y"}]},
+    ])
+    result = CliRunner().invoke(build_cli(forge), ["validate", "--data", str(bad)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert [line.split(":")[1] for line in lines] == ["2", "4"]
+    assert "conversations[0].from" in lines[1]
+    folder = _saved(tmp_path)
+    result = CliRunner().invoke(build_cli(forge), ["validate", "--data", str(folder)])
+    assert (result.exit_code, result.stdout) == (0, "ok\n")
+    alpaca_json = tmp_path / "alpaca_data.json"
+    alpaca_json.write_text(json.dumps([*ALPACA, {"instruction": "x", "output": ""}]), encoding="utf-8")
+    result = CliRunner().invoke(build_cli(forge), ["validate", "--data", str(alpaca_json), "--format", "alpaca"])
+    assert result.exit_code == 2 and f"{alpaca_json}:4: output: is empty" in result.stderr

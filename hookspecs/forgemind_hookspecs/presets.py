@@ -57,6 +57,7 @@ __all__ = [
     "read_preset_file",
     "read_table_examples",
     "row_of",
+    "validate_source",
 ]
 
 #: The format presets a reader accepts and ``forge export-data`` writes.
@@ -452,6 +453,23 @@ def _first_row_preset(path: Path) -> str | None:
     return None
 
 
+def _route(data: str | os.PathLike[str], format: str | None) -> tuple[str, str | None]:
+    """``("table", preset)``, ``("preset", preset)`` or ``("classic", None)``: which reader takes ``data``."""
+    if is_table_source(data):
+        if format not in (None, "chat", *PRESETS):
+            raise DataError(f"format {format!r} does not apply to a dataset folder, Parquet/Arrow file or Hub "
+                            f"dataset; choose {', '.join(PRESETS)} or leave it out", file=str(data), field="format")
+        return "table", "messages" if format == "chat" else format
+    path = Path(data)
+    if not path.is_file():  # missing, a fifo, a device: the classic reader says which, at once
+        return "classic", None
+    detected = _first_row_preset(path) if format in (None, "chat", "messages") else None
+    preset = format if format in ("alpaca", "sharegpt") else detected
+    if preset in ("alpaca", "sharegpt") or (preset == "messages" and _is_array(path)):
+        return "preset", preset
+    return "classic", None
+
+
 def read_data(data: str | os.PathLike[str], *, format: str | None = None,
               columns: Mapping[str, str] | None = None, split: str | None = None,
               cache_dir: str | os.PathLike[str] | None = None) -> Iterator[Example]:
@@ -463,20 +481,40 @@ def read_data(data: str | os.PathLike[str], *, format: str | None = None,
     """
     from .dataformats import read_examples
 
-    if is_table_source(data):
-        chosen = None if format in (None, "chat") else format
-        if chosen not in (None, *PRESETS):
-            raise DataError(f"format {format!r} does not apply to a dataset folder, Parquet/Arrow file or Hub "
-                            f"dataset; choose {', '.join(PRESETS)} or leave it out", file=str(data), field="format")
-        yield from read_table_examples(data, preset="messages" if format == "chat" else chosen, split=split,
-                                       cache_dir=cache_dir)
-        return
-    path = Path(data)
-    if not path.is_file():
-        raise DataError("no such data file, dataset folder or hub:NAME", file=str(data))
-    detected = _first_row_preset(path) if format in (None, "chat", "messages") else None
-    preset = format if format in ("alpaca", "sharegpt") else detected
-    if preset in ("alpaca", "sharegpt") or (preset == "messages" and _is_array(path)):
-        yield from read_preset_file(path, preset)
-        return
-    yield from read_examples(path, format=format, columns=columns)
+    kind, preset = _route(data, format)
+    if kind == "table":
+        yield from read_table_examples(data, preset=preset, split=split, cache_dir=cache_dir)
+    elif kind == "preset":
+        yield from read_preset_file(data, preset)
+    else:
+        yield from read_examples(data, format=format, columns=columns)
+
+
+def validate_source(data: str | os.PathLike[str], *, format: str | None = None,
+                    columns: Mapping[str, str] | None = None, split: str | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None) -> list[DataError]:
+    """Every bad row of what :func:`read_data` reads, one :class:`DataError` each (empty = valid),
+    for ``forge validate --data``."""
+    from .dataformats import validate_file
+
+    try:
+        kind, preset = _route(data, format)
+        if kind == "classic":
+            return validate_file(data, format=format, columns=columns)
+        if kind == "table":
+            label, table = load_rows(data, split=split, cache_dir=cache_dir)
+            rows: list[tuple[int, Any]] = list(enumerate(table, start=1))
+        else:
+            label, rows = str(data), list(json_rows(Path(data)))
+    except DataError as error:  # the source cannot be opened or routed
+        return [error]
+    problems: list[DataError] = []
+    source = Source(generator="file", prompt_template=label)
+    for line, value in rows:
+        try:
+            if not isinstance(value, dict):
+                raise DataError(f"must be a JSON object, not {type(value).__name__}", file=label, line=line)
+            example_of_columns(value, preset, file=label, line=line, source=source)
+        except DataError as error:
+            problems.append(error)
+    return problems

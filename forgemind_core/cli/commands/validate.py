@@ -58,7 +58,7 @@ def _parse_columns(columns: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--format",
     "data_format",
-    type=click.Choice(DATA_FORMATS),
+    type=click.Choice([*DATA_FORMATS, "alpaca", "sharegpt", "messages"]),  # presets: docs/foundry.md
     help="The data file's format (default: guessed from its suffix and first row).",
 )
 @click.option(
@@ -96,9 +96,9 @@ def validate(
 
         problems.extend(validate_goal(goal, forge.catalogue()))
     if data is not None:
-        from forgemind_hookspecs.dataformats import validate_file
+        from forgemind_hookspecs.presets import validate_source  # also presets, tables, hub:NAME
 
-        problems.extend(validate_file(data, format=data_format, columns=column_map or None))
+        problems.extend(validate_source(data, format=data_format, columns=column_map or None))
     if as_json:
         echo_json({"ok": not problems, "problems": [problem_dict(p) for p in problems]})
     elif not problems:
