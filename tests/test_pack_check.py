@@ -140,3 +140,16 @@ def test_forge_eval_with_a_pack_scores_cases_by_its_default_and_keeps_ids(forge,
     report = forge.evaluate(checkpoint, root / "suites" / "full.jsonl", pack=root, runner="memo")
     got = {r.case_id: (r.scorer, r.passed) for r in report.results}
     assert got == {"kilo-1": ("exact_match", True), "len-1": ("exact_match", True), "len-2": ("regex", False)}
+
+
+def test_pack_check_verify_with_a_checker(forge, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pack = PACK.replace("verify: {regex: '\\d+ (kg|g|m)'}", "verify: {checker: json_match}").replace(
+        'completion: " {n} {unit.symbol}"}', """completion: ' {"n": {n}, "unit": "{unit.symbol}"}'}""")
+    root = write(tmp_path / "units", pack, full='{"input": "two grams", "expected": "2 g"}\n')
+    report = json.loads(invoke(forge, "pack", "check", str(root), "--n", "20", "--json").stdout)
+    rows = {row["category"]: row for row in report["categories"]}
+    assert rows["mass"]["verify_failed"] == 0 and rows["length"]["verify_failed"] == 10  # " two m" is no JSON
+    assert report["verify"] == {"checker": "json_match"}
+    (root / "pack.yaml").write_text(pack.replace("checker: json_match", "checker: jsn_match"))
+    result = invoke(forge, "pack", "check", str(root), "--n", "20")
+    assert result.exit_code == 2 and "pack.yaml:5: verify.checker: no scorer 'jsn_match' is installed" in result.output

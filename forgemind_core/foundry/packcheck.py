@@ -168,7 +168,18 @@ def _verify_failures(pack: TaskPack, examples: list[Any], checker: Any, ctx: Any
         answers = [e.completion.strip() for e in examples]
         cases = [EvalCase(input=str(e.meta.get("input", e.prompt)), expected=a, category=e.category)
                  for e, a in zip(examples, answers, strict=True)]
-        results = checker.score(cases, answers, ctx)
-        failed.extend(e.id for e, r in zip(examples, results, strict=True) if not r.passed)
+        try:
+            passed = [r.passed for r in checker.score(cases, answers, ctx)]
+        except UserError:  # the checker refuses some answer as a case (json_match on non-JSON): one by one
+            passed = [_passes(checker, case, answer, ctx) for case, answer in zip(cases, answers, strict=True)]
+        failed.extend(e.id for e, ok in zip(examples, passed, strict=True) if not ok)
     return failed
+
+
+def _passes(checker: Any, case: EvalCase, answer: str, ctx: Any) -> bool:
+    """One answer through the verify checker; an answer it cannot even take fails."""
+    try:
+        return bool(checker.score([case], [answer], ctx)[0].passed)
+    except UserError:
+        return False
 
