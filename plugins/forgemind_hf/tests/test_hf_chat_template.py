@@ -110,3 +110,32 @@ def test_training_with_chatml_saves_the_template_with_the_checkpoint(
     assert len(HFRunner().generate(ckpt, ["the tile is azure"], stage_context, max_new_tokens=2)) == 1
     record = json.loads((Path(ckpt.path) / "manifest.json").read_text())["checkpoint"]
     assert record["manifest"]["chat_template"] == "chatml"
+
+
+def test_forge_train_on_a_saved_sharegpt_dataset_with_chatml(tiny_base: Path, tmp_path: Path, monkeypatch) -> None:
+    """The whole path through the plugin's own command: a ``save_to_disk`` folder of sharegpt
+    conversations (list columns) -> the preset reader -> chatml, every assistant turn learnt."""
+    import click
+    import datasets
+    import forgemind_hf
+    from click.testing import CliRunner
+    from forgemind_hookspecs import make_plugin_manager
+
+    @click.group()
+    def cli() -> None:
+        """test group"""
+
+    make_plugin_manager([forgemind_hf]).hook.forgemind_register_commands(cli=cli)
+    monkeypatch.setenv("FORGEMIND_HOME", str(tmp_path / "home"))
+    rows = [{"conversations": [{"from": "human", "value": f"the {t} is {c}"}, {"from": "gpt", "value": w},
+                               {"from": "human", "value": "sure?"}, {"from": "gpt", "value": f"yes, {w}"}]}
+            for t in ("cup", "jar") for c, w in (("teal", "cool"), ("rust", "warm"))]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    sets = ["--set", "epochs=1", "--set", "bf16=false", "--set", "batch_size=4", "--set", "chat_template=chatml"]
+    res = CliRunner().invoke(cli, ["train", "--base", str(tiny_base), "--data", str(tmp_path / "saved"),
+                                   "--method", "full", "--out", str(tmp_path / "ckpt"), *sets, "--json"])
+    assert res.exit_code == 0, res.output
+    ckpt = json.loads(res.stdout)
+    assert ckpt["manifest"]["examples"] == 4 and ckpt["manifest"]["steps"] == 1
+    assert ckpt["manifest"]["chat_template"] == "chatml" and ckpt["manifest"]["chat_loss"] == "assistant"
+    assert load_tokenizer(ckpt["path"], TrainerOptions()).chat_template == CHATML
