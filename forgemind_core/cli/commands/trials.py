@@ -111,11 +111,12 @@ def _print_report(checkpoint: Any, report: Any, suite: Path) -> None:
 
     out = console()
     cases = Table(title=f"{report.tier}: {escape(str(suite))} on {checkpoint.id}", title_justify="left")
-    for column in ("", "category", "input", "expected", "output", "why"):
+    for column in ("", "id", "category", "input", "expected", "output", "why"):
         cases.add_column(column)
     for result in sorted(report.results, key=lambda r: r.passed):  # failures first: they need attention
         cases.add_row(
             "[green]✓[/]" if result.passed else "[red]✗[/]",
+            escape(result.case_id),
             escape(result.category or "-"),
             escape(_short(result.input, 60)),
             escape(_short(result.expected, 30)),
