@@ -33,6 +33,7 @@ naming the file (or ``hub:NAME[split]``), the 1-based line (for tables: the row)
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -304,12 +305,17 @@ def load_rows(data: str | os.PathLike[str], *, split: str | None = None, subset:
             label = f"{HUB_PREFIX}{name}[{split or 'train'}]"
             if not name:
                 raise DataError("names no dataset: write hub:OWNER/NAME", file=text)
+            hub_log = logging.getLogger("huggingface_hub")
+            level = hub_log.level
+            hub_log.setLevel(logging.ERROR)  # its per-retry warnings would bury the one sentence below
             try:
                 table = datasets.load_dataset(name, subset, split=split or "train", cache_dir=cache)
             except ValueError as error:  # an unknown split lists the ones there are
                 raise DataError(_first_line(error), file=label, field="split") from None
             except Exception as error:  # no network, no such dataset, a gated one
                 raise DataError(f"cannot be loaded from the Hub: {_first_line(error)}", file=label) from None
+            finally:
+                hub_log.setLevel(level)
             return label, list(table.to_list())
         path = Path(text).expanduser()
         if path.is_dir():
