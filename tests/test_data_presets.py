@@ -108,6 +108,10 @@ def test_files_generator_reads_each_preset_from_jsonl(tmp_path, pack_ctx):
     assert [m.role for m in rust.messages] == ["system", "user", "assistant", "user", "assistant"]
     assert rust.meta["file"].endswith("sharegpt.jsonl") and rust.meta["line"] == 2
     assert by["the car is ruby"].category == "warm" and by["the car is ruby"].messages[0].content == "One word."
+    # the original alpaca_data.json is one JSON array: its rows are numbered from 1
+    (root / "data" / "alpaca_data.json").write_text(json.dumps(ALPACA), encoding="utf-8")
+    arrayed = _generate({"paths": ("data/alpaca_data.json",)}, pack_ctx)
+    assert sorted(e.meta["line"] for e in arrayed) == [1, 2, 3] and len({e.id for e in arrayed}) == 3
     # text_format puts an alpaca prompt through the pack's prompt format, as column rows
     formatted = _generate({"paths": ("data/alpaca.jsonl",), "preset": "alpaca", "text_format": True}, pack_ctx)
     assert {e.prompt for e in formatted if not e.messages} >= {"Sentence: the pen is cobalt\nTemperature:"}
