@@ -17,7 +17,9 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from forgemind_hookspecs import TIERS, EvalReport, UserError, from_dict
+from forgemind_hookspecs import TIERS, EvalReport, UserError, from_dict, to_dict
+
+from forgemind_core.trials.analysis import analysis_rows, report_analysis
 
 __all__ = [
     "STATUS_ORDER",
@@ -81,7 +83,8 @@ def compare_reports(reports: Mapping[str, Mapping[str, EvalReport]]) -> dict[str
 
     :param reports: ``{checkpoint_id: {tier: EvalReport}}`` in the order to show.
     :returns: ``checkpoints``, ``baseline``, ``tiers`` ({tier: ``accuracy`` and ``delta`` per
-        checkpoint, ``per_category`` {category: {checkpoint: accuracy}}, ``category_delta``}),
+        checkpoint, ``per_category`` {category: {checkpoint: accuracy}}, ``category_delta``,
+        ``analysis`` {checkpoint: the failure analysis, recorded or computed from the results}),
         ``regressions`` and ``improvements`` (``{checkpoint, tier, case_id}`` lists against the
         baseline), ``counts`` and ``cases`` (one row per case and tier, regressions first, with
         every checkpoint's output, score, pass flag and word diff against the baseline).
@@ -104,11 +107,15 @@ def compare_reports(reports: Mapping[str, Mapping[str, EvalReport]]) -> dict[str
         per_category: dict[str, dict[str, float]] = {}
         by_case: dict[str, dict[str, Any]] = {}
         order: list[str] = []
+        analyses: dict[str, Any] = {}
         for cid in ids:
             report = reports[cid].get(tier)
             if report is None:
                 accuracy[cid] = None
                 continue
+            analysis = report_analysis(report)
+            if analysis is not None:
+                analyses[cid] = to_dict(analysis)
             results = report.results
             accuracy[cid] = float(report.metrics.get("accuracy", _mean([r.score for r in results])))
             cats: dict[str, list[float]] = {}
@@ -137,6 +144,7 @@ def compare_reports(reports: Mapping[str, Mapping[str, EvalReport]]) -> dict[str
                 }
                 for cat, values in sorted(per_category.items())
             },
+            "analysis": analyses,
         }
         for case_id in order:
             row = _case_row(tier, case_id, by_case[case_id], ids, baseline)
@@ -244,6 +252,15 @@ def render_rich(comparison: Mapping[str, Any], console: Any, *, max_cases: int =
             ]
             scores.add_row(f"  {escape(cat)}", *cells, style="dim")
     console.print(scores)
+    failures = Table(title="What is wrong inside the failures (failure analysis)")
+    for column in ("tier", "checkpoint", "what", "finding"):
+        failures.add_column(column)
+    for tier, row in comparison["tiers"].items():
+        for cid in ids:
+            for what, finding in analysis_rows(row.get("analysis", {}).get(cid)):
+                failures.add_row(tier, cid, what, escape(finding))
+    if failures.row_count:
+        console.print(failures)
     counts = comparison["counts"]
     console.print(
         f"[bold red]{len(comparison['regressions'])} regressions[/], "
@@ -349,6 +366,13 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
             parts += [delta_cell(values.get(c), deltas.get(c)) for c in ids[1:]]
             parts.append("</tr>")
     parts.append("</table>")
+    findings = [(tier, cid, what, finding) for tier, row in comparison["tiers"].items() for cid in ids
+                for what, finding in analysis_rows(row.get("analysis", {}).get(cid))]
+    if findings:
+        parts.append("<h2>What is wrong inside the failures</h2><table><tr><th>tier</th><th>checkpoint</th>"
+                     "<th>what</th><th>finding</th></tr>")
+        parts += [f"<tr><td>{e(t)}</td><td>{e(c)}</td><td>{e(w)}</td><td>{e(f)}</td></tr>" for t, c, w, f in findings]
+        parts.append("</table>")
     parts.append(
         "<h2>Cases (regressions first)</h2><table><tr><th>status</th><th>case / tier / category</th>"
         "<th>input</th><th>expected</th>"

@@ -11,6 +11,8 @@ a model that cannot answer the ten easiest questions. Each tier's :class:`EvalRe
 - ``style`` against the references: ``format_match`` (share of outputs shaped like their
   reference: one line or several, JSON or not, fenced or not) and ``length_ratio`` (mean output
   length over reference length, in words);
+- ``analysis``: what is wrong inside the failures (confusions, wrong parts, mode collapse, answers
+  outside the labels or format, empty and over-long ones): :mod:`forgemind_core.trials.analysis`;
 - after a failed canary: ``stopped: true`` and ``stop_reason``.
 
 The kernel never *needs* the ``evaluate`` library: distinct-n is computed in plain Python, and the
@@ -139,12 +141,16 @@ def style_match(outputs: Sequence[str], references: Sequence[str]) -> dict[str, 
     return {"format_match": shape, "length_ratio": ratio, "n": len(pairs)}
 
 
-def aggregate(results: Sequence[EvalResult], *, references: Sequence[str] | None = None) -> dict[str, Any]:
+def aggregate(results: Sequence[EvalResult], *, references: Sequence[str] | None = None,
+              labels: Sequence[str] = ()) -> dict[str, Any]:
     """The metrics of one tier from its results (see the module docstring for each key).
 
     :param references: the reference answer per result for style match (``None``: each
         result's ``expected`` unless its scorer is reference-free).
+    :param labels: the task's label set (the pack's ``labels``) for the failure analysis.
     """
+    from forgemind_core.trials.analysis import analyse, as_metrics
+
     n = len(results)
     by_category: dict[str, list[float]] = defaultdict(list)
     for result in results:
@@ -160,6 +166,7 @@ def aggregate(results: Sequence[EvalResult], *, references: Sequence[str] | None
         "per_category_n": {c: len(s) for c, s in sorted(by_category.items())},
         **diversity(outputs),
         "style": style_match(outputs, references),
+        "analysis": as_metrics(analyse(results, labels=labels)),
     }
 
 
@@ -247,7 +254,7 @@ def evaluate_checkpoint(
         finally:
             task.close()
         results = _score_tier(cases, outputs, scorers, default_scorer, ctx)
-        metrics = aggregate(results)
+        metrics = aggregate(results, labels=ctx.pack.labels if ctx.pack is not None else ())
         stop = tier == "canary" and metrics["accuracy"] < canary_min
         if stop:
             later = [t for t in tiers[tiers.index(tier) + 1 :] if suites.get(t)]

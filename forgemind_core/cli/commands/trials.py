@@ -138,6 +138,16 @@ def _print_report(checkpoint: Any, report: Any, suite: Path) -> None:
         f"distinct-1 {metrics['distinct_1']:.2f}  distinct-2 {metrics['distinct_2']:.2f}  "
         f"format match {style['format_match']:.0%}  length ratio {style['length_ratio']:.2f}"
     )
+    from forgemind_core.trials.analysis import analysis_rows, report_analysis
+
+    rows = analysis_rows(report_analysis(report))
+    if rows:
+        failures = Table(title="what is wrong inside the failures", title_justify="left")
+        failures.add_column("what")
+        failures.add_column("finding")
+        for what, finding in rows:
+            failures.add_row(what, escape(finding))
+        out.print(failures)
 
 
 @click.command("eval")
@@ -155,7 +165,8 @@ def _print_report(checkpoint: Any, report: Any, suite: Path) -> None:
 def eval_command(forge: Any, checkpoint: str, suite_path: Path, as_json: bool, **options: Any) -> None:
     """Score CHECKPOINT (a checkpoint id or a model folder) on a suite file.
 
-    Prints every case (failures first), per-category and overall scores; --json for machines.
+    Prints every case (failures first), per-category and overall scores and what is wrong inside
+    the failures (confusions, wrong parts, mode collapse); --json for machines.
     """
     from forgemind_hookspecs import to_dict
 
