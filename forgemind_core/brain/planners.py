@@ -17,6 +17,14 @@ plan with its reasons, acting on four signals:
   model stopped learning before it fit the data) gets twice the learning rate;
 - **adversarial tier**: when the target tier passes but the adversarial tier does not, its
   failing categories are targeted and the strategy ladder is climbed, as for the target tier;
+- **failure analysis** (the Trial Grounds' ``analysis`` of the tier it targets,
+  :mod:`forgemind_core.brain.failures`): a confusion pair ``A -> B`` gets contrastive data (A's
+  and, less, B's weight up; for the template generator the templates of A closest to B's weighted
+  up through its ``template_weights``; for an LLM generator an instruction naming the confusion); a
+  part of the answer wrong across a category (a JSON field, a segment) gets data where it varies
+  more (the category and the templates whose slot feeds that part weighted up); mode collapse (one
+  answer for many different inputs) lowers the learning rate, or adds an epoch when the loss is
+  still high, and holds the data at its size for that try;
 - **budget**: when what is left cannot pay for another try like the last one, it stops.
 """
 
@@ -24,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from attrs import field, frozen
@@ -39,6 +47,7 @@ from forgemind_hookspecs import (
 )
 from forgemind_hookspecs.bounds import above, at_least, between, each, one_of
 
+from forgemind_core.brain.failures import FailureChanges, failure_changes, recorded_analysis
 from forgemind_core.foundry.template import STRATEGIES
 
 __all__ = ["DefaultPlanner", "FixedPlanner", "LocalExecutor"]
@@ -94,6 +103,15 @@ class DefaultPlanner:
         high_loss: float = field(default=0.5, validator=at_least(0))
         max_learning_rate: float = field(default=0.01, validator=above(0))
         rejected_fraction: float = field(default=0.5, validator=between(0, 1))
+        #: Failure analysis: the least count of a confusion pair, and of a wrong part in a
+        #: category, that the planner acts on; ``use_analysis: false`` plans from scores alone.
+        use_analysis: bool = True
+        min_confusions: int = field(default=2, validator=at_least(1))
+        min_part_failures: int = field(default=3, validator=at_least(1))
+        #: The generators that take ``template_weights`` (per template id) and ``instructions``
+        #: (per template id or category) options, which the failure analysis sets.
+        template_weight_generators: tuple[str, ...] = ("template",)
+        instruction_generators: tuple[str, ...] = ("openai",)
 
     def __init__(self, options: DefaultPlanner.Options) -> None:
         self.options = options
@@ -177,6 +195,15 @@ class DefaultPlanner:
             of = f" of {cases} case{'s' if cases != 1 else ''}" if cases is not None else ""
             reasons.append(f"category {category} at {float(per_category[category]):.0%}{of} ({seen_tier}) -> "
                            f"{weight:.1f}x its share of new data")
+        changes = FailureChanges()
+        analysis = recorded_analysis(last.scores.get(seen_tier, {})) if opts.use_analysis else None
+        if analysis is not None and (target < threshold or adversarial_failing or not scores):
+            changes = failure_changes(analysis, tier=seen_tier, pack=ctx.pack, max_weight=opts.max_category_weight,
+                                      targeted=weights, min_confusions=opts.min_confusions,
+                                      min_part_failures=opts.min_part_failures)
+            for category, weight in changes.category_weights.items():
+                weights[category] = max(weights.get(category, 1.0), weight)
+            reasons.extend(changes.reasons)
         if weights:
             for category in per_category:
                 weights.setdefault(category, 1.0)
@@ -188,7 +215,13 @@ class DefaultPlanner:
         # Data volume.
         previous_count = sum(g.count for g in last.plan.generation)
         count = min(opts.max_examples_per_iteration, max(1, round(previous_count * opts.growth)))
-        if count != previous_count:
+        collapse = changes.collapse
+        if collapse is not None:  # a collapsed model is a training problem first: hold the data
+            count = previous_count
+            reasons.append(f"mode collapse in {seen_tier}: {collapse.answer!r} answered for {collapse.inputs} different "
+                           f"inputs ({collapse.share:.0%} of answers, {collapse.expected_share:.0%} of references) "
+                           f"-> training changes before more data: {count} new examples, as before")
+        elif count != previous_count:
             reasons.append(f"{tier} below {threshold:.0%} -> {count} new examples (was {previous_count})")
 
         # Loss curve (per-step losses are noisy: compare means of the halves of the last quarter).
@@ -214,14 +247,63 @@ class DefaultPlanner:
                     reasons.append(f"loss flat at {late:.3f}, far from fitting the data -> learning rate "
                                    f"{lr:g} -> {new_lr:g}")
 
+        last_lr = float(last.plan.train.get("learning_rate", goal.train.options.get("learning_rate", 1e-3)))
+        if collapse is not None and float(train.get("learning_rate", last_lr)) > last_lr:
+            # a flat, high loss asked for a higher learning rate; a collapsed model gets more epochs instead
+            train["learning_rate"] = last_lr
+            if "learning_rate" not in last.plan.train:
+                del train["learning_rate"]
+            reasons = [r for r in reasons if not r.startswith("loss flat at")]
+        if collapse is not None and train == dict(last.plan.train):  # the loss curve changed nothing
+            if final_loss > opts.high_loss:
+                epochs = int(train.get("epochs", goal.train.options.get("epochs", 1)))
+                train["epochs"] = epochs + 1
+                reasons.append(f"mode collapse with training loss still at {final_loss:.3f} -> epochs {epochs} -> "
+                               f"{epochs + 1}")
+            else:
+                lr = float(train.get("learning_rate", goal.train.options.get("learning_rate", 1e-3)))
+                train["learning_rate"] = lr / 2
+                reasons.append(f"mode collapse at training loss {final_loss:.3f} -> learning rate {lr:g} -> {lr / 2:g}")
+
         generation = tuple(
             GenerationPlan(generator=g.generator, count=max(1, round(count * g.count / max(previous_count, 1))),
-                           category_weights=weights, strategy=strategy, options=dict(g.options))
+                           category_weights=weights, strategy=strategy,
+                           options=_generator_options(goal, g.generator, g.options, changes, opts, ctx))
             for g in last.plan.generation
         )
         plan = Plan(iteration=last.iteration + 1, generation=generation, train=train,
                     dataset_size=count, reasons=tuple(reasons))
         return Decision("iterate", reasons=tuple(reasons), next_plan=plan)
+
+
+def _generator_options(goal: Goal, generator: str, options: Mapping[str, Any], changes: FailureChanges,
+                       opts: DefaultPlanner.Options, ctx: StageContext) -> dict[str, Any]:
+    """A generator's options for the next plan: the last plan's, with the failure analysis's
+    ``template_weights`` or ``instructions`` put on top of the goal's own (never accumulated over
+    iterations: each try's options answer the last try's evidence)."""
+    out = dict(options)
+    own = next((dict(c.options) for c in goal.generate if c.backend == generator), {})
+    if generator in opts.template_weight_generators:
+        weights = {**dict(own.get("template_weights") or {}), **changes.template_weights}
+        if weights:
+            out["template_weights"] = weights
+        else:
+            out.pop("template_weights", None)
+    if generator in opts.instruction_generators:
+        instructions = dict(own.get("instructions") or {})
+        templates = ctx.pack.templates if ctx.pack is not None else ()
+        for category, extra in changes.instructions.items():
+            mine = [t for t in templates if t.category == category]
+            if not mine:
+                instructions[category] = f"{instructions.get(category, '')} {extra}".strip()
+            for t in mine:  # per template: the goal's or the pack's own instruction, then the evidence
+                base = instructions.get(t.id) or instructions.get(category) or t.instruction
+                instructions[t.id] = f"{base} {extra}".strip()
+        if instructions:
+            out["instructions"] = instructions
+        else:
+            out.pop("instructions", None)
+    return out
 
 
 class FixedPlanner:
