@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from attrs import evolve, frozen
@@ -221,3 +222,22 @@ def test_compare_shows_each_checkpoints_failure_analysis() -> None:
     assert "failure analysis" in text and "'no issue' answered 'B307' in 9 of 12 failures" in text
     page = render_html(comparison)
     assert "What is wrong inside the failures" in page and "&#x27;no issue&#x27; answered &#x27;B307&#x27;" in page
+
+
+def test_forge_eval_prints_the_failure_analysis(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from test_trials import make_cli, write_model, write_suite
+
+    rows = [{"input": f"x = {i}", "expected": "no issue"} for i in range(4)] + [{"input": "eval(a)", "expected": "B307"}]
+    answers = {f"Label: x = {i}": "B307" for i in range(3)} | {"Label: x = 3": "no issue", "Label: eval(a)": "B307"}
+    model = write_model(tmp_path / "m", answers)
+    suite = write_suite(tmp_path / "suite.jsonl", rows)
+    args = ["eval", str(model), "--suite", str(suite), "--runner", "folder", "--prompt-format", "Label: {input}",
+            "--scorer", "label_match"]
+    cli = make_cli(tmp_path / "home")
+    table = CliRunner().invoke(cli, args, terminal_width=200)
+    assert table.exit_code == 0, table.output
+    assert "what is wrong inside the failures" in table.output
+    assert "'no issue' answered 'B307' in 3 of 3 failures" in table.output
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).output)
+    assert data["report"]["metrics"]["analysis"]["confusion"] == {"no issue": {"B307": 3}}
