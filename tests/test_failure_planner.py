@@ -213,3 +213,14 @@ def test_template_affinity_ranks_by_shared_words() -> None:
     cool = (PromptTemplate(id="c1", category="cool", prompt="the {thing} is {cool_a}"),
             PromptTemplate(id="c2", category="cool", prompt="my {thing} looks {cool_b} today"))
     assert closest(alike, cool) == []
+
+
+def test_a_collapse_that_outlives_a_training_change_gets_more_data_too(stage_context: StageContext) -> None:
+    collapsed = _results([(f"{i} kg", "3 kg", "mass") for i in range(10)])
+    history = _history(collapsed, labels=())
+    first = _plan(history, _ctx(stage_context))
+    tried = [evolve(history[0], plan=evolve(history[0].plan, reasons=first.reasons, train=first.train))]
+    second = _plan(tried, _ctx(stage_context))
+    assert second.dataset_size == 900 and second.train["learning_rate"] == 0.00025
+    assert any(r.startswith("mode collapse in full outlived a training change ('3 kg' for 10 different inputs) "
+                            "-> 900 new examples as well (was 600)") for r in second.reasons)

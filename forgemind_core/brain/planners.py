@@ -18,13 +18,14 @@ plan with its reasons, acting on four signals:
 - **adversarial tier**: when the target tier passes but the adversarial tier does not, its
   failing categories are targeted and the strategy ladder is climbed, as for the target tier;
 - **failure analysis** (the Trial Grounds' ``analysis`` of the tier it targets,
-  :mod:`forgemind_core.brain.failures`): a confusion pair ``A -> B`` gets contrastive data (A's
-  and, less, B's weight up; for the template generator the templates of A closest to B's weighted
-  up through its ``template_weights``; for an LLM generator an instruction naming the confusion); a
-  part of the answer wrong across a category (a JSON field, a segment) gets data where it varies
-  more (the category and the templates whose slot feeds that part weighted up); mode collapse (one
-  answer for many different inputs) lowers the learning rate, or adds an epoch when the loss is
-  still high, and holds the data at its size for that try;
+  :mod:`forgemind_core.brain.failures`): a confusion pair ``A -> B`` gets contrastive data (for
+  the template generator A's templates closest to B's, and B's closest to A's, weighted up through
+  its ``template_weights``; for an LLM generator an instruction naming the confusion; A's share up
+  unless its score already raised it); a part of the answer wrong across a category (a JSON field,
+  a segment) gets data where it varies more (the templates whose slot feeds that part weighted up);
+  mode collapse (one answer for many different inputs) lowers the learning rate, or adds an epoch
+  when the loss is still high, and holds the data at its size for that try (the first time: a
+  collapse that outlives a training change gets more data as well);
 - **budget**: when what is left cannot pay for another try like the last one, it stops.
 """
 
@@ -216,7 +217,11 @@ class DefaultPlanner:
         previous_count = sum(g.count for g in last.plan.generation)
         count = min(opts.max_examples_per_iteration, max(1, round(previous_count * opts.growth)))
         collapse = changes.collapse
-        if collapse is not None:  # a collapsed model is a training problem first: hold the data
+        tried = any(r.startswith("mode collapse") for r in last.plan.reasons)
+        if collapse is not None and tried:
+            reasons.append(f"mode collapse in {seen_tier} outlived a training change ({collapse.answer!r} for "
+                           f"{collapse.inputs} different inputs) -> {count} new examples as well (was {previous_count})")
+        elif collapse is not None:  # a collapsed model is a training problem first: hold the data
             count = previous_count
             reasons.append(f"mode collapse in {seen_tier}: {collapse.answer!r} answered for {collapse.inputs} different "
                            f"inputs ({collapse.share:.0%} of answers, {collapse.expected_share:.0%} of references) "
