@@ -83,6 +83,7 @@ def _ctx(stage_context: StageContext, templates: tuple[PromptTemplate, ...] = TE
 
 
 def _plan(history: list[IterationSummary], ctx: StageContext, goal: Goal | None = None, **options: Any) -> Plan:
+    options.setdefault("use_analysis", True)  # off by default until benchmarked (docs/brain.md)
     decision = DefaultPlanner(DefaultPlanner.Options(**options)).plan(goal or _goal(), history, ctx)
     assert decision.action == "iterate" and decision.next_plan is not None
     return decision.next_plan
