@@ -74,6 +74,16 @@ def test_show_prints_the_summary_table_and_json_keeps_the_record(finished):
         assert row[10] == item["decision"]["action"]
         assert f"iteration {item['iteration']}: {item['decision']['action']} - {item['decision']['reasons'][0]}" in result.output
     assert f"outcome: {summary['outcome']}" in result.output
+    # what is wrong inside the failures, from each iteration's recorded evaluation
+    from forgemind_core.base.fsio import read_json
+    from forgemind_core.base.runfolder import RunFolder
+    from forgemind_core.trials.analysis import tier_findings
+
+    findings = [(item["iteration"], row) for item in summary["iterations"] for row in tier_findings(
+        read_json(RunFolder(forge.home, "shown").stage_file(item["iteration"], "evaluate"))["reports"], limit=3)]
+    assert findings, "the colours run's first try fails cases: its analysis has findings"
+    for iteration, (tier, what, finding) in findings:
+        assert f"iteration {iteration} {tier}: {what}: {finding}" in " ".join(result.output.split())
     assert "{" not in result.output  # no raw JSON
 
     as_json = json.loads(invoke(forge, "show", "shown", "--json").stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,31 @@ def show(forge: Any, run_id: str, rejections: bool, config: bool, iteration: int
     if plot:
         click.echo(summary_plot(summary, width=min(console().width, 100), color=console().is_terminal), nl=False)
         return
-    print_summary(summary, sections=(decision_reasons,))
+    print_summary(summary, sections=(decision_reasons, _failure_section(forge.home, summary["run_id"])))
+
+
+def _failure_section(home: Any, run_id: str) -> Any:
+    """A summary section: what is wrong inside each iteration's failures (the Trial Grounds'
+    failure analysis of its evaluate stage, docs/trial-grounds.md), a line per finding."""
+
+    def section(summary: Mapping[str, Any], out: Any) -> None:
+        from rich.markup import escape
+
+        from forgemind_core.base.fsio import read_json
+        from forgemind_core.base.runfolder import RunFolder
+        from forgemind_core.trials.analysis import tier_findings
+
+        folder = RunFolder(Path(home), run_id)
+        for item in summary["iterations"]:
+            path = folder.stage_file(int(item["iteration"]), "evaluate")
+            data = read_json(path, tolerant=True) if path.exists() else None
+            reports = data.get("reports") if isinstance(data, Mapping) else None
+            if not isinstance(reports, Mapping):
+                continue
+            for tier, what, finding in tier_findings(reports, limit=3):
+                out.print(f"iteration {item['iteration']} {tier}: {escape(what)}: {escape(finding)}")
+
+    return section
 
 
 @click.command()
