@@ -32,6 +32,7 @@ KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("forgemind_core.cli.commands.jobs", ("jobs", "checkpoints")),
     ("forgemind_core.cli.commands.serve", ("serve",)),
     ("forgemind_core.cli.commands.packs", ("pack_group",)),
+    ("forgemind_core.cli.commands.report", ("report",)),
 )
 
 

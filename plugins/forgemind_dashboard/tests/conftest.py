@@ -4,7 +4,6 @@ backends (tests/kernel_plugins.py), served on 127.0.0.1 in this process, driven 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -36,12 +35,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI") or os.environ.get("FORGEMIND_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed; .ci/run installs it with apt-get install chromium")
-        pytest.skip("chromium is not installed (apt-get install chromium); the browser tests need it")
-    return path
+    from browser import find_chromium  # tests/browser.py, shared with the kernel's report test
+
+    return find_chromium()
 
 
 @pytest.fixture(scope="session")
