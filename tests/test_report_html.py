@@ -4,6 +4,7 @@ points carry the run's recorded numbers; screenshots are kept as test artifacts.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -132,3 +133,33 @@ def test_report_of_an_unknown_run_or_folder_is_one_sentence(recorded, tmp_path):
     out = tmp_path / "missing" / "r.html"
     result = CliRunner().invoke(build_cli(forge), ["report", "pictured", "--html", str(out)])
     assert result.exit_code == 2 and "does not exist" in result.output and not out.exists()
+
+
+def test_compare_html_labels_iterations_counts_cases_and_charts_scores(recorded, browser_page, tmp_path):
+    forge, summary, _ = recorded
+    ids = [item["checkpoint"] for item in summary["iterations"]]
+    page_file = tmp_path / "compare.html"
+    result = invoke(forge, "compare", *ids, "--html", str(page_file), "--json")
+    assert result.exit_code == 0, result.output
+
+
+    comparison = json.loads(result.output)
+    page = browser_page
+    page.goto(page_file.as_uri())
+    heads = page.locator("table").first.locator("tr").first.locator("th").all_inner_texts()
+    assert [h.split("\n")[0] for h in heads[1:]] == [f"it {item['iteration']}" for item in summary["iterations"]]
+    assert all(cid in " ".join(heads) for cid in ids)  # the hash stays beside the label
+    n_full = {cid: sum(1 for row in comparison["cases"] if row["tier"] == "full" and row["outputs"][cid]) for cid in ids}
+    full_row = page.locator("table").first.locator("tr", has=page.locator("th", has_text="full")).inner_text()
+    for cid in ids:
+        acc = comparison["tiers"]["full"]["accuracy"][cid]
+        assert f"{acc:.1%} of {n_full[cid]}" in full_row
+    got = {(p["series"], p["x"], float(p["value"]), int(p["n"])) for p in _points(page, "tiers")}
+    labels = {item["checkpoint"]: f"it {item['iteration']}" for item in summary["iterations"]}
+    want = {(tier, labels[cid], row["accuracy"][cid],
+             sum(1 for c in comparison["cases"] if c["tier"] == tier and c["outputs"][cid]))
+            for tier, row in comparison["tiers"].items() for cid in ids}
+    assert got == want
+    cats = {(cat, labels[cid], v[cid]) for cat, v in comparison["tiers"]["full"]["per_category"].items() for cid in ids}
+    assert {(p["series"], p["x"], float(p["value"])) for p in _points(page, "categories-full")} == cats
+    _screenshot(page, tmp_path, "compare.png")

@@ -85,7 +85,7 @@ def line_chart(
     parts = [
         f'<figure class="chart" id="{_e(chart_id)}" data-chart="{_e(chart_id)}">',
         f"<figcaption>{_e(title)}</figcaption>",
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" '
+        f'<svg viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" '
         f'role="img" aria-label="{_e(title)}" font-family="system-ui,sans-serif" font-size="11">',
         f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>',
     ]

@@ -20,6 +20,7 @@ from typing import Any
 from forgemind_hookspecs import TIERS, EvalReport, UserError, from_dict, to_dict
 
 from forgemind_core.trials.analysis import analysis_rows, report_analysis
+from forgemind_core.trials.compare_charts import case_counts, comparison_charts
 
 __all__ = [
     "STATUS_ORDER",
@@ -333,10 +334,22 @@ ins{background:#c8f0d0;text-decoration:none}
 """
 
 
-def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind comparison") -> str:
-    """A self-contained HTML page (inline CSS, no script, every value escaped)."""
+def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind comparison",
+                labels: Mapping[str, str] | None = None) -> str:
+    """A self-contained HTML page (inline CSS, no script, every value escaped): scores with the
+    number of cases next to every percentage, charts (inline SVG), failure analysis, cases.
+    ``labels`` names checkpoints (``it 2``, :func:`~forgemind_core.trials.compare_charts.checkpoint_labels`)."""
     e = html.escape
     ids: list[str] = comparison["checkpoints"]
+    names = {cid: (labels or {}).get(cid, cid) for cid in ids}
+    counts = case_counts(comparison)
+
+    def head(cid: str) -> str:
+        return f"<th>{e(names[cid])}" + (f"<br><small><code>{e(cid)}</code></small>" if names[cid] != cid else "") + "</th>"
+
+    def pct(value: float | None, tier: str, cat: str | None, cid: str) -> str:
+        n = counts.get((tier, cat, cid))
+        return _pct(value) + (f" of {n}" if value is not None and n else "")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -347,26 +360,26 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
         f'<span class="pass">{len(comparison["improvements"])} improvements</span>.</p>',
         "<h2>Scores</h2><table><tr><th>tier / category</th>",
     ]
-    parts += [f"<th>{e(cid)}</th>" for cid in ids]
+    parts += [head(cid) for cid in ids]
     parts.append("</tr>")
 
-    def delta_cell(value: float | None, delta: float | None) -> str:
+    def delta_cell(text: str, delta: float | None) -> str:
         if delta is None:
-            return f"<td>{e(_pct(value))}</td>"
+            return f"<td>{e(text)}</td>"
         cls = "neg" if delta < 0 else "pos" if delta > 0 else ""
-        return f'<td>{e(_pct(value))} <span class="{cls}">({e(_delta(delta))})</span></td>'
+        return f'<td>{e(text)} <span class="{cls}">({e(_delta(delta))})</span></td>'
 
     for tier, row in comparison["tiers"].items():
-        parts.append(f"<tr><th>{e(tier)}</th><td>{e(_pct(row['accuracy'].get(ids[0])))}</td>")
-        parts += [delta_cell(row["accuracy"].get(c), row["delta"].get(c)) for c in ids[1:]]
+        parts.append(f"<tr><th>{e(tier)}</th><td>{e(pct(row['accuracy'].get(ids[0]), tier, None, ids[0]))}</td>")
+        parts += [delta_cell(pct(row["accuracy"].get(c), tier, None, c), row["delta"].get(c)) for c in ids[1:]]
         parts.append("</tr>")
         for cat, values in row["per_category"].items():
             deltas = row["category_delta"].get(cat, {})
-            parts.append(f"<tr><td>&nbsp;&nbsp;{e(cat)}</td><td>{e(_pct(values.get(ids[0])))}</td>")
-            parts += [delta_cell(values.get(c), deltas.get(c)) for c in ids[1:]]
+            parts.append(f"<tr><td>&nbsp;&nbsp;{e(cat)}</td><td>{e(pct(values.get(ids[0]), tier, cat, ids[0]))}</td>")
+            parts += [delta_cell(pct(values.get(c), tier, cat, c), deltas.get(c)) for c in ids[1:]]
             parts.append("</tr>")
-    parts.append("</table>")
-    findings = [(tier, cid, what, finding) for tier, row in comparison["tiers"].items() for cid in ids
+    parts.append("</table><h2>Charts</h2>" + "".join(comparison_charts(comparison, names)))
+    findings = [(tier, names[cid], what, finding) for tier, row in comparison["tiers"].items() for cid in ids
                 for what, finding in analysis_rows(row.get("analysis", {}).get(cid))]
     if findings:
         parts.append("<h2>What is wrong inside the failures</h2><table><tr><th>tier</th><th>checkpoint</th>"
@@ -377,7 +390,7 @@ def render_html(comparison: Mapping[str, Any], *, title: str = "ForgeMind compar
         "<h2>Cases (regressions first)</h2><table><tr><th>status</th><th>case / tier / category</th>"
         "<th>input</th><th>expected</th>"
     )
-    parts += [f"<th>{e(cid)}</th>" for cid in ids]
+    parts += [head(cid) for cid in ids]
     parts.append("</tr>")
     for row in comparison["cases"]:
         parts.append(

@@ -234,8 +234,16 @@ def compare_command(
         **_eval_options(options, as_json),
     )
     if html_path is not None:
+        from forgemind_hookspecs import ForgeError
+
+        from forgemind_core.trials.compare_charts import checkpoint_labels
+
+        try:  # iteration labels (it 1, it 2) need the registry; without one the ids stay
+            labels = checkpoint_labels(forge.registry(), comparison["checkpoints"])
+        except ForgeError:
+            labels = {}
         try:
-            html_path.write_text(render_html(comparison), encoding="utf-8")
+            html_path.write_text(render_html(comparison, labels=labels), encoding="utf-8")
         except OSError as error:
             raise UserError(f"cannot write the HTML report ({error.strerror})", file=str(html_path)) from None
     if as_json:
