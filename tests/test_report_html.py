@@ -163,3 +163,38 @@ def test_compare_html_labels_iterations_counts_cases_and_charts_scores(recorded,
     cats = {(cat, labels[cid], v[cid]) for cat, v in comparison["tiers"]["full"]["per_category"].items() for cid in ids}
     assert {(p["series"], p["x"], float(p["value"])) for p in _points(page, "categories-full")} == cats
     _screenshot(page, tmp_path, "compare.png")
+
+
+def test_report_of_a_run_that_dropped_data_and_promoted_nothing(tmp_path, browser_page):
+    """A rules filter with a tight max_chars drops examples: the page's drops by reason and by
+    filter/rule are the run's recorded counts, and the best try stands where no model was promoted."""
+    from collections import Counter
+
+    from colors_pack import write_pack
+
+    goal = write_pack(tmp_path / "colors")
+    goal.write_text(goal.read_text().replace("  - backend: rules\n", "  - backend: rules\n    max_chars: 48\n"))
+    forge = Forge(home=tmp_path / "home", plugins=[kernel_plugins], blocked=["hf", "openai"])
+    forge.run(goal, run_id="dropped")
+    summary = forge.summary("dropped")
+    rejections = forge.registry().rejections("dropped")
+    assert rejections and summary["stable_checkpoint"] is None
+    page_file = tmp_path / "dropped.html"
+    assert invoke(forge, "report", "dropped", "--html", str(page_file)).exit_code == 0
+    page = browser_page
+    page.goto(page_file.as_uri())
+    by_rule = Counter((r["iteration"], r["filter"], r["rule"]) for r in rejections)
+    for item in summary["iterations"]:
+        n = item["iteration"]
+        row = page.locator(f'#data tr[data-iteration="{n}"]')
+        assert row.locator("td.dropped").inner_text() == str(item["data"]["dropped"])
+        reasons = item["data"]["dropped_by_reason"]
+        assert row.locator("td.by-reason").inner_text() == (
+            ", ".join(f"{k} × {v}" for k, v in sorted(reasons.items())) or "-")
+        rules = [f"{f} / {r} × {c}" for (i, f, r), c in sorted(by_rule.items()) if i == n]
+        assert row.locator("td.by-rule").inner_text() == (", ".join(rules) or "-")
+        assert sum(c for (i, _, _), c in by_rule.items() if i == n) == item["data"]["dropped"]
+    best = summary["best_checkpoint"]
+    assert best["id"] in page.locator("#best").inner_text()
+    assert page.locator("#lineage").inner_text().startswith(f"checkpoint {best['id']}")
+    _screenshot(page, tmp_path, "run-report-dropped.png")

@@ -118,8 +118,9 @@ def line_chart(
                 f'data-series="{_e(name)}" data-x="{_e(x_labels[i])}" data-value="{v!r}"'
                 + (f' data-n="{count}"' if count is not None else "")
                 + f"><title>{_e(name)} at {_e(x_labels[i])}: {_e(text)}</title></circle>")
-            if labelled:
-                parts.append(f'<text class="value" x="{cx + 5:.1f}" y="{cy - 6:.1f}" fill="{colour}" '
+            if labelled:  # the last point's label ends at it: the legend is to its right
+                anchor = f'x="{cx - 5:.1f}" text-anchor="end"' if i == n - 1 and n > 1 else f'x="{cx + 5:.1f}"'
+                parts.append(f'<text class="value" {anchor} y="{cy - 6:.1f}" fill="{colour}" '
                              f'data-series="{_e(name)}" data-x="{_e(x_labels[i])}">{_e(text)}</text>')
         ly = _TOP + 14 + 16 * k
         parts.append(f'<rect x="{_W - _RIGHT + 12}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'

@@ -136,7 +136,7 @@ def _data_table(summary: Mapping[str, Any], rejections: Sequence[Mapping[str, An
         rules = ", ".join(f"{f} / {r} × {c}" for (i, f, r), c in sorted(by_rule.items()) if i == n) or "-"
         rows.append(f'<tr data-iteration="{n}"><td>{n}</td><td class="generated">{data["generated"]}</td>'
                     f'<td class="kept">{data["kept"]}</td><td class="dropped">{data["dropped"]}</td>'
-                    f"<td>{_e(reasons)}</td><td>{_e(rules)}</td><td><code>{_e(data.get('dataset_id') or '-')}</code></td></tr>")
+                    f'<td class="by-reason">{_e(reasons)}</td><td class="by-rule">{_e(rules)}</td><td><code>{_e(data.get("dataset_id") or "-")}</code></td></tr>')
     return "".join(rows) + "</table>"
 
 
