@@ -99,6 +99,7 @@ def line_chart(
                      f'text-anchor="middle">{_e(x_labels[i])}</text>')
     if x_title:
         parts.append(f'<text x="{_LEFT + plot_w / 2:.1f}" y="{_H - 6}" text-anchor="middle" fill="#666">{_e(x_title)}</text>')
+    taken: dict[int, list[float]] = {}  # label heights used at each x: coinciding points stack their labels
     for k, s in enumerate(series):
         colour = PALETTE[k % len(PALETTE)]
         name = str(s["name"])
@@ -120,7 +121,11 @@ def line_chart(
                 + f"><title>{_e(name)} at {_e(x_labels[i])}: {_e(text)}</title></circle>")
             if labelled:  # the last point's label ends at it: the legend is to its right
                 anchor = f'x="{cx - 5:.1f}" text-anchor="end"' if i == n - 1 and n > 1 else f'x="{cx + 5:.1f}"'
-                parts.append(f'<text class="value" {anchor} y="{cy - 6:.1f}" fill="{colour}" '
+                ly = cy - 6
+                while any(abs(ly - used) < 11 for used in taken.get(i, [])):
+                    ly -= 12
+                taken.setdefault(i, []).append(ly)
+                parts.append(f'<text class="value" {anchor} y="{ly:.1f}" fill="{colour}" '
                              f'data-series="{_e(name)}" data-x="{_e(x_labels[i])}">{_e(text)}</text>')
         ly = _TOP + 14 + 16 * k
         parts.append(f'<rect x="{_W - _RIGHT + 12}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'
