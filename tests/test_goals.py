@@ -248,7 +248,7 @@ def test_every_problem_is_reported_in_line_order(tmp_path: Path) -> None:
         f"{path}:8: generate[1].backend: required: name the generator to use",
         f"{path}:9: seed: expected an integer, got 'x'",
         f"{path}:10: colour: unknown key; allowed keys: name, task, success, limits, pack, pretrain, "
-        "generate, filter, train, evaluate, planner, executor, search, review, seed, export",
+        "generate, filter, train, evaluate, planner, executor, search, review, seed, export, report_to",
     ]
     with pytest.raises(ConfigError) as raised:
         load_goal(path)
@@ -576,6 +576,8 @@ def _other_value(tp: Any, default: Any, where: str, root: Path, validator: Any =
         return next(c for c in validator.choices if c != default)
     if where == "source":
         return str(root / "goal.yaml")
+    if where == "report_to":  # the trackers the goal reader knows (docs/tracking.md)
+        return ("tensorboard", "wandb")
     if where == "pack":
         (root / "pack").mkdir(exist_ok=True)
         return str((root / "pack").resolve())

@@ -92,6 +92,7 @@ PLAIN_STAGE_KEYS = {'base.json': {'checkpoint': ['base_model', 'dataset_id', 'id
                'pack': None,
                'planner': ['backend', 'options'],
                'pretrain': ['corpus', 'options', 'preset'],
+               'report_to': None,
                'review': ['backend', 'options', 'policy'],
                'search': ['candidates', 'space', 'storage'],
                'seed': None,

@@ -70,6 +70,7 @@ from forgemind_core.brain.search import space_key_problem
 __all__ = [
     "MAX_GOAL_BYTES",
     "PILLAR_OF_SECTION",
+    "REPORT_TO",
     "Catalogue",
     "YamlPath",
     "allowed_values_table",
@@ -226,6 +227,7 @@ def _read_into(
         return None
     _check_search(goal, problems)
     check_success_metric(goal, problems)
+    _check_report_to(goal, problems)
     goal = apply_coerced(goal, coerced)
     base = base_dir if base_dir is not None else Path.cwd()
     goal = attrs.evolve(
@@ -265,6 +267,24 @@ def _check_search(goal: Goal, problems: Problems) -> None:
         problem = space_key_problem(key, values)
         if problem:
             problems.add(("search", "space", key), problem)
+
+
+REPORT_TO: tuple[str, ...] = ("mlflow", "tensorboard", "wandb")
+"""The experiment trackers a goal's ``report_to`` may name (plugins/forgemind_tracking)."""
+
+
+def _check_report_to(goal: Goal, problems: Problems) -> None:
+    """Every ``report_to`` entry names a known tracker, once (docs/tracking.md)."""
+    seen: set[str] = set()
+    for index, name in enumerate(goal.report_to):
+        if name not in REPORT_TO:
+            problems.add(
+                ("report_to", index),
+                f"unknown tracker {name!r}; report_to takes {', '.join(REPORT_TO)}",
+            )
+        elif name in seen:
+            problems.add(("report_to", index), f"tracker {name!r} is named twice")
+        seen.add(name)
 
 
 def validate_goal(path: str | os.PathLike[str], catalogue: Catalogue | None = None) -> list[UserError]:

@@ -80,6 +80,8 @@ def goal_dict(goal: Goal) -> dict[str, Any]:
     data["review"] = _flat(goal.review, ("backend", "policy"), review_head)
     if goal.export:
         data["export"] = _plain_value(goal.export)
+    if goal.report_to:
+        data["report_to"] = list(goal.report_to)
     return data
 
 

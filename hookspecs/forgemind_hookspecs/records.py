@@ -185,7 +185,9 @@ class Goal:
 
     ``pack`` is the task-pack folder (resolved against the goal file's folder on load);
     ``source`` is the goal file's path (set by the loader, not written by users);
-    ``export`` is model-card metadata for ``forge export`` (author, license, version, tags, ...).
+    ``export`` is model-card metadata for ``forge export`` (author, license, version, tags, ...);
+    ``report_to`` names the experiment trackers a recorder sends the run to (``mlflow``,
+    ``tensorboard``, ``wandb``: docs/tracking.md).
     """
 
     name: str
@@ -205,6 +207,7 @@ class Goal:
     seed: int = field(default=0, validator=at_least(0, 2**32 - 1))
     source: str | None = None
     export: Mapping[str, Any] = Factory(_frozen_dict)
+    report_to: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
