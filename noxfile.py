@@ -33,6 +33,7 @@ PACKAGES = [
     "-e", "plugins/forgemind_dashboard",
     "-e", "plugins/forgemind_detoxify",
     "-e", "plugins/forgemind_ray",
+    "-e", "plugins/forgemind_tracking[mlflow,tensorboard,wandb]",
     "-e", ".",
 ]
 #: The plugin author guide's complete example (docs/plugins.md), installed like a third party's.
