@@ -200,3 +200,38 @@ def test_a_run_without_report_to_sends_nothing(tmp_path):
         [Event(run_id="r2", kind="run.started", payload={"goal": {"name": "g"}}, seq=1)], str(tmp_path)
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no tracker folder, no state file
+
+
+def test_a_resumed_run_in_a_new_process_continues_the_same_mlflow_run(tmp_path, monkeypatch):
+    """State in <home>/tracking/<run>.json: after reset() (as a new process would start), the
+    redelivered events are no-ops and the new ones go to the same MLflow run, steps continued;
+    a promotion approved later (forge approve) registers the checkpoint recorded earlier."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/m.db")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "resume-exp")
+    MlflowClient().create_experiment("resume-exp", artifact_location=(tmp_path / "art").as_uri())
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "weights.bin").write_bytes(b"w")
+    loss = lambda seq, value: Event(  # noqa: E731
+        run_id="r3", kind="metric", iteration=1, payload={"name": "train.loss", "value": value, "step": 0}, seq=seq)
+    first = [Event(run_id="r3", kind="run.started", payload={"goal": {"name": "resumed", "report_to": ["mlflow"]}}, seq=1),
+             loss(2, 0.9),
+             Event(run_id="r3", kind="checkpoint", iteration=1, stage="train",
+                   payload={"checkpoint": {"id": "ck1", "path": str(tmp_path / "ckpt")}}, seq=3)]
+    forgemind_tracking.forgemind_record(first, str(tmp_path))
+    forgemind_tracking.reset()
+    forgemind_tracking.forgemind_record([*first[1:], loss(4, 0.4)], str(tmp_path))
+    forgemind_tracking.forgemind_record(
+        [Event(run_id="r3", kind="run.finished", payload={"outcome": "candidate"}, seq=5)], str(tmp_path))
+    forgemind_tracking.reset()
+    forgemind_tracking.forgemind_record(
+        [Event(run_id="r3", kind="promotion", stage="decide", payload={"checkpoint_id": "ck1", "channel": "stable"}, seq=6)],
+        str(tmp_path))
+    client = MlflowClient()
+    [run] = client.search_runs([client.get_experiment_by_name("resume-exp").experiment_id])
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(0, 0.9), (1, 0.4)]
+    assert run.data.tags["forgemind.outcome"] == "candidate"
+    stable = client.get_model_version_by_alias("resumed", "stable")
+    assert (stable.run_id, stable.tags["forgemind.checkpoint_id"]) == (run.info.run_id, "ck1")
+    assert (tmp_path / "art" / run.info.run_id / "artifacts" / "checkpoint" / "weights.bin").read_bytes() == b"w"
