@@ -390,7 +390,8 @@ def test_plain_run_scores_and_decisions(plain):
                              "run_dir", "run_id", "stable_checkpoint", "status", "wall_s"]
     iterations = plain["iterations"]
     assert [sorted(it) for it in iterations] == [
-        ["checkpoint", "cost_usd", "data", "decision", "estimate", "iteration", "plan", "scores", "seconds"]] * 2
+        ["checkpoint", "cost_usd", "data", "decision", "estimate", "estimate_error", "iteration", "plan", "scores",
+         "seconds"]] * 2
     assert [it["scores"] for it in iterations] == [{"canary": 1.0, "full": 0.75}, {"canary": 1.0, "full": 1.0}]
     assert [(it["plan"]["dataset_size"], it["data"]["kept"]) for it in iterations] == [(16, 16), (24, 24)]
     assert [it["plan"]["generation"][0]["strategy"] for it in iterations] == ["basic", "varied"]

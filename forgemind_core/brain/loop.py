@@ -441,7 +441,8 @@ class Loop:
 
         request = forge_stages.train_request(n, plan, base, dataset, goal=goal, folder=folder)
         est = self._stage(n, "estimate", lambda ctx: forge_stages.estimate(
-            request, ctx, goal=goal, backend=self.trainer(), budget=self.budget, elapsed_s=self._elapsed()),
+            request, ctx, goal=goal, backend=self.trainer(), budget=self.budget, elapsed_s=self._elapsed(),
+            folder=folder, n=n),
             lambda d: {"affordable": d["affordable"]})
         estimate = from_dict(Estimate, est["estimate"])
         self.record("estimate", iteration=n, stage="estimate",

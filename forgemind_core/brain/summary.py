@@ -32,6 +32,7 @@ from forgemind_hookspecs.snapshots import read_snapshot
 from forgemind_core.base.fsio import read_json
 from forgemind_core.base.runfolder import RECORDED_STAGES, RunFolder
 from forgemind_core.brain.decide import best_try
+from forgemind_core.forge.estimates import estimate_error
 from forgemind_core.foundry.stages import drops, latest_dataset
 from forgemind_core.lorekeeper.runs import goal_of
 
@@ -132,8 +133,8 @@ def run_summary(folder: RunFolder, goal: Goal, state: Mapping[str, Any], *, spen
     iterations = []
     checkpoints: dict[str, str] = {}
     for item in history(folder):
+        tr = read_json(folder.stage_file(item.iteration, "train"))
         if item.checkpoint_id:
-            tr = read_json(folder.stage_file(item.iteration, "train"))
             checkpoints[item.checkpoint_id] = tr["checkpoint"]["path"]
         iterations.append({
             "iteration": item.iteration,
@@ -141,6 +142,7 @@ def run_summary(folder: RunFolder, goal: Goal, state: Mapping[str, Any], *, spen
             "data": {"generated": item.generated, "kept": item.kept, "dropped": item.generated - item.kept,
                      "dropped_by_reason": dict(item.dropped_by_reason), "dataset_id": item.dataset_id},
             "estimate": to_dict(item.estimate) if item.estimate else None,
+            "estimate_error": estimate_error(read_json(folder.stage_file(item.iteration, "estimate")), tr),
             "checkpoint": item.checkpoint_id,
             "cost_usd": item.cost_usd,
             "seconds": round(item.seconds, 2),
@@ -242,8 +244,10 @@ def stage_line(stage: str, data: Mapping[str, Any]) -> str:
         return f"  dataset: {data['dataset']['n_examples']} examples ({data['dataset']['id']})"
     if stage == "estimate":
         est = from_dict(Estimate, data["estimate"])
-        return (f"  estimate: {est.tokens:,} tokens, {est.steps} steps, ~{est.seconds:.0f} s, "
-                f"${est.total_cost_usd:.4f}")
+        measured = est.details.get("measured_iterations") if est.basis == "measured" else None
+        return (f"  estimate: {est.tokens:,} tokens, {est.steps} steps, ~{est.seconds:.0f} s"
+                + (f" (measured in iteration {', '.join(map(str, measured))})" if measured else "")
+                + f", ${est.total_cost_usd:.4f}")
     if stage == "train":
         curve = data["checkpoint"].get("manifest", {}).get("loss_curve") or []
         return (f"  train: loss {first_loss(curve):.3f} -> {last_loss(curve):.3f} ({data['checkpoint']['path']})"

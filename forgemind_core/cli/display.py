@@ -149,8 +149,9 @@ def summary_tiers(summary: Mapping[str, Any]) -> list[str]:
 def print_summary(summary: Mapping[str, Any], sections: Sequence[SummarySection] = ()) -> None:
     """The table a run prints at its end (and ``forge show RUN``): per iteration the plan, data
     generated and kept, the score of each tier, the last training loss (when the summary has the
-    loss curves, as ``forge show`` reads them), seconds, cost and the decision; then
-    ``sections``, then the outcome and where the model is."""
+    loss curves, as ``forge show`` reads them), seconds, cost and the decision; a line of each
+    iteration's estimated / actual training seconds and their ratio; then ``sections``, then the
+    outcome and where the model is."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -184,6 +185,10 @@ def print_summary(summary: Mapping[str, Any], sections: Sequence[SummarySection]
             (item.get("decision") or {}).get("action", "-"),
         )
     out.print(table)
+    errors = [(item["iteration"], item["estimate_error"]) for item in summary["iterations"] if item.get("estimate_error")]
+    if errors:  # how far each iteration's training estimate was from what training took
+        out.print("estimate vs training: " + "; ".join(
+            f"it {n} ~{e['estimated_s']:.1f}s / {e['actual_s']:.1f}s = {e['ratio']:.2f}x ({e['basis']})" for n, e in errors))
     for section in sections:
         section(summary, out)
     if summary.get("outcome"):

@@ -25,6 +25,7 @@ from forgemind_hookspecs import (
 
 from forgemind_core.base.protocols import KernelHandle, Record, Reporter
 from forgemind_core.base.runfolder import RunFolder
+from forgemind_core.forge import estimates
 
 __all__ = ["base_checkpoint", "estimate", "train", "train_request", "trainer"]
 
@@ -59,10 +60,15 @@ def train_request(n: int, plan: Plan, base: Checkpoint, dataset: DatasetRef, *, 
 
 
 def estimate(request: TrainRequest, ctx: StageContext, *, goal: Goal, backend: Trainer, budget: Budget,
-             elapsed_s: float) -> dict[str, Any]:
+             elapsed_s: float, folder: RunFolder | None = None, n: int = 0) -> dict[str, Any]:
     """The estimate stage: ``{"estimate", "affordable", "reason"}``, the trainer's estimate checked
-    against the budget left, the wall-clock limit (``elapsed_s`` so far) and the token limit."""
+    against the budget left, the wall-clock limit (``elapsed_s`` so far) and the token limit.
+
+    With the run's ``folder``, iteration ``n``'s seconds come from the training measured in its
+    earlier iterations of the same method, when there is one (:mod:`forgemind_core.forge.estimates`)."""
     result = backend.estimate(request, ctx)
+    if folder is not None and n > 1:
+        result = estimates.corrected(result, estimates.measured_rate(folder, n, request.method))
     affordable, reason = True, ""
     if not budget.can_afford(result.cost_usd):
         affordable = False

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from forgemind_hookspecs.records import Checkpoint, Estimate, Example, content_h
 from forgemind_hookspecs.snapshots import read_snapshot
 
 from . import engine, fastpath
+from .calibration import calibrate, probe_indices
 from .chat import apply_template, template_source
 from .logs import log
 from .options import LATE_FIELDS, METHODS, TrainerOptions
@@ -309,17 +309,15 @@ def request_id(request: TrainRequest, options: TrainerOptions, seed: int) -> str
 
 
 def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) -> Estimate:
-    """Tokens and steps exactly (the data order is known), seconds from a calibration run of a
-    few real optimiser steps on batches spread over the epoch (the first, warm-up step excluded)."""
+    """Tokens and steps exactly (the data order is known), seconds from the fastest of
+    ``calibration_bursts`` short bursts of real optimiser steps on batches spread over the epoch
+    (after an untimed warm-up of each; :mod:`forgemind_hf.calibration`)."""
     _, _, plan, seed, truncated, _ = _prepare(request, options, ctx)
     device = engine.device_for_training()
     bf16 = engine.use_bf16(options.bf16, device)
     model = load_for_training(request.base, request.method, options, device, seed)
     cfg = engine.LoopConfig(total_steps=plan.total_steps, learning_rate=options.learning_rate, bf16=bf16)
     optimizer, _ = engine.make_optimizer(model, cfg)
-    k = max(1, options.calibration_steps)
-    probe = [(i * plan.per_epoch) // k for i in range(k)]
-    seconds_per_token: list[float] = []
     model.train()
 
     # The fast path without its cache: every probe step pays the frozen bottom, so a cached run
@@ -339,17 +337,10 @@ def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) 
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    # Each probe batch runs twice and only the second run is timed: the first run of a new tensor shape
-    # pays one-off kernel selection (oneDNN bf16 on CPU, cuBLAS heuristics on GPU) that a long run
-    # amortises, and timing it made early estimates several times too long.
-    for index in probe:
-        batch = plan.batch_at(index)
-        step(batch)
-        began = time.perf_counter()
-        step(batch)
-        seconds_per_token.append((time.perf_counter() - began) / max(batch.tokens, 1))
+    batches = [plan.batch_at(i) for i in probe_indices(plan.per_epoch, options.calibration_steps)]
+    measured = calibrate(step, batches, lambda b: b.tokens, bursts=options.calibration_bursts)
     tokens = plan.total_tokens()
-    rate = sum(seconds_per_token) / len(seconds_per_token)
+    rate = measured.seconds_per_token
     seconds = tokens * rate
     price = options.price_per_gpu_hour if device.type == "cuda" else options.price_per_cpu_hour
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -361,7 +352,9 @@ def estimate(request: TrainRequest, options: TrainerOptions, ctx: StageContext) 
         basis="calibration",
         details={
             "tokens_per_s": 1 / rate,
-            "calibration_steps": len(seconds_per_token),
+            "calibration_steps": len(batches),
+            "calibration_tokens_per_s": [round(1 / r, 1) for r in measured.bursts],
+            "calibration_best_burst": measured.best,
             "device": device.type,
             "bf16": bf16,
             "price_per_hour": price,

@@ -65,7 +65,8 @@ class TrainerOptions:
     merge: bool = False
     price_per_gpu_hour: float = 2.0
     price_per_cpu_hour: float = 0.05
-    calibration_steps: int = 3
+    calibration_steps: int = field(default=3, validator=at_least(1))
+    calibration_bursts: int = field(default=3, validator=at_least(1))
     max_grad_norm: float = 1.0
     allow_cpu_4bit: bool = False
     trust_remote_code: bool = False
@@ -82,7 +83,8 @@ class TrainerOptions:
 #: Fields added after checkpoint ids were published: they enter a checkpoint's id only when set
 #: away from their default, so every checkpoint trained before them keeps its id.
 LATE_FIELDS: dict[str, Any] = {"chat_format": "auto", "system_prompt": "", "head": "all", "train_layers": 0,
-                               "cache_frozen": True, "chat_template": "base", "chat_loss": "assistant"}
+                               "cache_frozen": True, "chat_template": "base", "chat_loss": "assistant",
+                               "calibration_bursts": 3}
 
 
 @define(frozen=True)
