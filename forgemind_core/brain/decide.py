@@ -80,14 +80,16 @@ def best_try(iterations: Sequence[Mapping[str, Any]], success: SuccessCriterion)
     return {"id": best["checkpoint"], "iteration": best["iteration"], "tier": tier, "score": best["scores"][tier]}
 
 
-def planner(forge: KernelHandle, goal: Goal) -> Planner:
-    """The goal's ``planners`` backend."""
-    return cast(Planner, forge.backend("planners", goal.planner.backend, goal.planner.options, field="planner"))
+def planner(forge: KernelHandle, goal: Goal, servers: ServerPool | None = None) -> Planner:
+    """The goal's ``planners`` backend; with the run's ``servers``, an option asking for a served
+    model (the default planner's ``advisor: {model, server}``) is pointed at its started server."""
+    build = servers.backend if servers is not None else forge.backend
+    return cast(Planner, build("planners", goal.planner.backend, goal.planner.options, field="planner"))
 
 
-def first_plan(goal: Goal, forge: KernelHandle, ctx: StageContext) -> Plan:
+def first_plan(goal: Goal, forge: KernelHandle, ctx: StageContext, servers: ServerPool | None = None) -> Plan:
     """The plan of iteration 1: the planner's proposal for a run with no history."""
-    decision = planner(forge, goal).plan(goal, [], ctx)
+    decision = planner(forge, goal, servers).plan(goal, [], ctx)
     if decision.next_plan is None:
         raise NoPlan("; ".join(decision.reasons) or "the planner proposed no plan")
     return decision.next_plan
@@ -97,7 +99,7 @@ def plan_stage(n: int, ctx: StageContext, *, goal: Goal, forge: KernelHandle, fo
                suites: Callable[[], Mapping[str, Sequence[EvalCase]]], servers: ServerPool) -> dict[str, Any]:
     """The plan stage of iteration ``n``: ``{"plan", "adversarial_cases"}``, the plan (the first
     proposal, or iteration ``n - 1``'s next plan) and the adversarial cases it adds to evaluate."""
-    plan = first_plan(goal, forge, ctx) if n == 1 else next_plan(n, read_json(folder.stage_file(n - 1, "decide")))
+    plan = first_plan(goal, forge, ctx, servers) if n == 1 else next_plan(n, read_json(folder.stage_file(n - 1, "decide")))
     plan = evolve(plan, iteration=n)
     adversarial = trials.adversarial_cases(ctx, goal=goal, suites=suites, servers=servers)
     return {"plan": to_dict(plan), "adversarial_cases": [to_dict(c) for c in adversarial]}
@@ -121,9 +123,11 @@ def no_progress(history: Sequence[IterationSummary], tier: str, patience: int) -
 
 
 def decide(n: int, checkpoint: Checkpoint, scores: Mapping[str, float], ctx: StageContext, *, goal: Goal,
-           forge: KernelHandle, history: Sequence[IterationSummary], generate_note: str = "") -> dict[str, Any]:
+           forge: KernelHandle, history: Sequence[IterationSummary], generate_note: str = "",
+           servers: ServerPool | None = None) -> dict[str, Any]:
     """The decide stage of iteration ``n``: ``{"decision": Decision}``. ``history`` is the run's
-    iterations up to ``n``; ``generate_note`` says why generation stopped early (the budget)."""
+    iterations up to ``n``; ``generate_note`` says why generation stopped early (the budget);
+    ``servers`` serves a planner's advisor."""
     success = goal.success
     target = scores.get(success.tier)
     canary_ok = scores.get("canary", 1.0) >= success.canary_min
@@ -145,7 +149,7 @@ def decide(n: int, checkpoint: Checkpoint, scores: Mapping[str, float], ctx: Sta
         return {"decision": to_dict(Decision("stop", reasons=(why, f"reached max_iterations={goal.limits.max_iterations}")))}
     if no_progress(history, success.tier, goal.limits.patience):
         return {"decision": to_dict(Decision("stop", reasons=(why, f"no progress in {goal.limits.patience} tries")))}
-    decision = planner(forge, goal).plan(goal, history, ctx)
+    decision = planner(forge, goal, servers).plan(goal, history, ctx)
     if decision.action == "iterate" and decision.next_plan is not None:
         decision = evolve(decision, reasons=(why, *decision.reasons), checkpoint_id=checkpoint.id)
     else:

@@ -333,6 +333,7 @@ def served_models(goal: Goal) -> list[tuple[str, str]]:
         *((f"filter[{i}]", f.options) for i, f in enumerate(goal.filter)),
         ("evaluate.runner", goal.evaluate.runner.options),
         ("evaluate.adversary", goal.evaluate.adversary.options),
+        ("planner", goal.planner.options),  # the default planner's advisor
     ]
     nested = [(f"{field}.{key}", value) for field, options in choices for key, value in options.items()
               if isinstance(value, Mapping)]  # an option served on its own: the files generator's labeller

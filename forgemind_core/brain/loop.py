@@ -471,7 +471,7 @@ class Loop:
         def decide_stage(ctx: StageContext) -> dict[str, Any]:
             note = str((read_json(folder.stage_file(n, "generate")) or {}).get("note", ""))
             return decide.decide(n, checkpoint, ev["scores"], ctx, goal=goal, forge=self.forge,
-                                 history=self.history(upto=n), generate_note=note)
+                                 history=self.history(upto=n), generate_note=note, servers=self.servers)
 
         dec = self._stage(n, "decide", decide_stage, lambda d: {"action": d["decision"]["action"]})
         return self._finish_iteration(n, from_dict(Decision, dec["decision"]), recorded=True)

@@ -26,7 +26,13 @@ plan with its reasons, acting on four signals:
   mode collapse (one answer for many different inputs) lowers the learning rate, or adds an epoch
   when the loss is still high, and holds the data at its size for that try (the first time: a
   collapse that outlives a training change gets more data as well);
-- **budget**: when what is left cannot pay for another try like the last one, it stops.
+- **budget**: when what is left cannot pay for another try like the last one, it stops;
+- **advisor** (optional, ``advisor: {model, server | base_url}``, :mod:`forgemind_core.brain.advisor`):
+  the rules' plan, the history and the failure analysis, summarised, go to an LLM that may propose
+  category weights, a strategy, epochs, a learning rate and an example count; each is clipped to
+  its bound from these options and recorded beside the rules' reasons (``advisor: epochs 2 -> 3
+  (clipped from 9)``); an answer that is not valid advice, or no answer, leaves the rules' plan
+  with the reason recorded.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any, ClassVar, TypeVar
 from attrs import field, frozen
 from forgemind_hookspecs import (
     Decision,
+    ForgeError,
     GenerationPlan,
     Goal,
     IterationSummary,
@@ -48,6 +55,15 @@ from forgemind_hookspecs import (
 )
 from forgemind_hookspecs.bounds import above, at_least, between, each, one_of
 
+from forgemind_core.brain.advisor import (
+    Advisor,
+    BadAdvice,
+    Bounds,
+    Proposal,
+    advice_prompt,
+    parse_advisor,
+    read_advice,
+)
 from forgemind_core.brain.failures import FailureChanges, failure_changes, recorded_analysis
 from forgemind_core.foundry.template import STRATEGIES
 
@@ -115,9 +131,17 @@ class DefaultPlanner:
         #: (per template id or category) options, which the failure analysis sets.
         template_weight_generators: tuple[str, ...] = ("template",)
         instruction_generators: tuple[str, ...] = ("openai",)
+        #: The LLM advisor (``{model, server: {backend: llamacpp}}`` or ``{model, base_url}``) and the
+        #: bounds of what it may change beside ``max_category_weight``, ``max_learning_rate``,
+        #: ``max_examples_per_iteration`` and ``strategies``.
+        advisor: Mapping[str, Any] | None = None
+        min_category_weight: float = field(default=0.25, validator=above(0))
+        max_epochs: int = field(default=10, validator=at_least(1))
+        min_learning_rate: float = field(default=1e-6, validator=above(0))
 
     def __init__(self, options: DefaultPlanner.Options) -> None:
         self.options = options
+        self.advisor: Advisor | None = parse_advisor(options.advisor)
 
     def plan(self, goal: Goal, history: Sequence[IterationSummary], ctx: StageContext) -> Decision:
         opts = self.options
@@ -272,6 +296,13 @@ class DefaultPlanner:
                 train["learning_rate"] = lr / 2
                 reasons.append(f"mode collapse at training loss {final_loss:.3f} -> learning rate {lr:g} -> {lr / 2:g}")
 
+        if self.advisor is not None:
+            weights, strategy, count, train, advised = self._advise(
+                goal, history, weights, strategy, count, train, reasons,
+                analysis=analysis if analysis is not None else recorded_analysis(last.scores.get(seen_tier, {})),
+                categories=tuple(sorted({*per_category, *prior, *weights})))
+            reasons.extend(advised)
+
         generation = tuple(
             GenerationPlan(generator=g.generator, count=max(1, round(count * g.count / max(previous_count, 1))),
                            category_weights=weights, strategy=strategy,
@@ -281,6 +312,37 @@ class DefaultPlanner:
         plan = Plan(iteration=last.iteration + 1, generation=generation, train=train,
                     dataset_size=count, reasons=tuple(reasons))
         return Decision("iterate", reasons=tuple(reasons), next_plan=plan)
+
+    def _advise(self, goal: Goal, history: Sequence[IterationSummary], weights: dict[str, float], strategy: str,
+                count: int, train: dict[str, Any], reasons: Sequence[str], *, analysis: Any,
+                categories: tuple[str, ...]) -> tuple[dict[str, float], str, int, dict[str, Any], list[str]]:
+        """The rules' plan after the advisor's answer, and the reasons it adds (one per change, or
+        why the answer was not used)."""
+        assert self.advisor is not None
+        opts = self.options
+        lr = float(train.get("learning_rate", goal.train.options.get("learning_rate", 1e-3)))
+        epochs = int(train.get("epochs", goal.train.options.get("epochs", 1)))
+        proposal = Proposal(category_weights={c: weights.get(c, 1.0) for c in categories}, strategy=strategy,
+                            epochs=epochs, learning_rate=lr, examples=count)
+        bounds = Bounds(categories=categories, strategies=opts.strategies, min_weight=opts.min_category_weight,
+                        max_weight=opts.max_category_weight, min_epochs=1, max_epochs=opts.max_epochs,
+                        min_learning_rate=opts.min_learning_rate, max_learning_rate=opts.max_learning_rate,
+                        min_examples=1, max_examples=opts.max_examples_per_iteration)
+        prompt = advice_prompt(history, tier=goal.success.tier, threshold=goal.success.threshold, proposal=proposal,
+                               bounds=bounds, analysis=analysis, rule_reasons=reasons)
+        try:
+            advice = read_advice(self.advisor.ask(prompt), proposal, bounds)
+        except (BadAdvice, ForgeError) as error:
+            return weights, strategy, count, train, [f"advisor: {error} -> the rules' plan stands"]
+        new = advice.proposal
+        train = dict(train)
+        if "epochs" in advice.changed:
+            train["epochs"] = new.epochs
+        if "learning_rate" in advice.changed:
+            train["learning_rate"] = new.learning_rate
+        if "category_weights" in advice.changed:
+            weights = {**weights, **new.category_weights}
+        return weights, new.strategy, new.examples, train, list(advice.reasons)
 
 
 def _generator_options(goal: Goal, generator: str, options: Mapping[str, Any], changes: FailureChanges,

@@ -37,15 +37,14 @@ checkpoint to the dataset follows from that.
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
 from forgemind_hookspecs.errors import ConfigError, ForgeError
+
+from forgemind_core.base.httpjson import post_json, require_endpoint
 
 __all__ = ["Answer", "Labeller", "confidence_of", "parse_labeller"]
 
@@ -99,17 +98,9 @@ class Labeller:
             body.update(messages=[*messages, {"role": "user", "content": prompt}], logprobs=True, top_logprobs=1)
         else:
             body.update(prompt=prompt, logprobs=1)
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
         path = "chat/completions" if self.mode == "chat" else "completions"
-        request = urllib.request.Request(f"{self.base_url.rstrip('/')}/{path}", data=json.dumps(body).encode(),
-                                         headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                reply = json.loads(response.read().decode("utf-8"))
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            raise ForgeError(f"the labeller's model {self.model!r} at {self.base_url} did not answer: {error}") from None
+        reply = post_json(self.base_url, path, body, api_key=self.api_key, timeout_s=self.timeout_s,
+                          who=f"the labeller's model {self.model!r}")
         choices = reply.get("choices") if isinstance(reply, dict) else None
         if not choices or not isinstance(choices[0], dict):
             raise ForgeError(f"the labeller's model {self.model!r} answered no completion: {str(reply)[:200]}")
@@ -146,15 +137,9 @@ def parse_labeller(options: Mapping[str, Any] | None) -> Labeller | None:
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; a labeller takes "
                           f"{', '.join(k for k in _KEYS if k != 'dialect')}", field=f"{_FIELD}.{unknown[0]}")
-    if not options.get("model"):
-        raise ConfigError("the labeller needs a model: the model that labels the rows (stable:GOAL, a checkpoint id, "
-                          "a catalogue name or a .gguf file)", field=f"{_FIELD}.model")
-    if "server" in options:  # the pool replaces it by base_url; a generator built without a pool cannot serve
-        raise ConfigError("the labeller's server is started by a run's server pool: run the goal "
-                          "(or give base_url: of a running server instead)", field=f"{_FIELD}.server")
-    if not options.get("base_url"):
-        raise ConfigError("the labeller needs server: {backend: llamacpp} (or base_url: of a running "
-                          "OpenAI-compatible server) beside its model", field=f"{_FIELD}.server")
+    require_endpoint(options, client="labeller", field=_FIELD,
+                     model_help="the model that labels the rows (stable:GOAL, a checkpoint id, "
+                                 "a catalogue name or a .gguf file)")
 
     def number(key: str, default: float, low: float, high: float | None) -> float:
         value = options.get(key, default)
