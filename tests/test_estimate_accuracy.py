@@ -111,3 +111,16 @@ def test_a_run_corrects_iteration_two_and_its_summary_carries_the_error(tmp_path
                 f"({e['basis']})") in line
     shown = forge.summary("est")
     assert [it["estimate_error"] for it in shown["iterations"]] == [it["estimate_error"] for it in summary["iterations"]]
+
+
+def test_the_loop_line_says_when_the_seconds_were_measured() -> None:
+    from forgemind_hookspecs import to_dict
+
+    from forgemind_core.brain.summary import stage_line
+
+    calibrated = Estimate(tokens=20_000, steps=10, seconds=1_800.0, cost_usd=0.025, details={"price_per_hour": 0.05})
+    assert stage_line("estimate", {"estimate": to_dict(calibrated)}) == (
+        "  estimate: 20,000 tokens, 10 steps, ~1800 s, $0.0250")
+    fixed = corrected(calibrated, MeasuredRate(seconds=80.0, tokens=16_000, iterations=(1, 3)))
+    assert stage_line("estimate", {"estimate": to_dict(fixed)}) == (
+        "  estimate: 20,000 tokens, 10 steps, ~100 s (measured in iterations 1, 3), $0.0014")

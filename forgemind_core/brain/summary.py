@@ -246,7 +246,8 @@ def stage_line(stage: str, data: Mapping[str, Any]) -> str:
         est = from_dict(Estimate, data["estimate"])
         measured = est.details.get("measured_iterations") if est.basis == "measured" else None
         return (f"  estimate: {est.tokens:,} tokens, {est.steps} steps, ~{est.seconds:.0f} s"
-                + (f" (measured in iteration {', '.join(map(str, measured))})" if measured else "")
+                + (f" (measured in iteration{'s' * (len(measured) > 1)} {', '.join(map(str, measured))})"
+                   if measured else "")
                 + f", ${est.total_cost_usd:.4f}")
     if stage == "train":
         curve = data["checkpoint"].get("manifest", {}).get("loss_curve") or []
