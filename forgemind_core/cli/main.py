@@ -33,6 +33,7 @@ KERNEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("forgemind_core.cli.commands.serve", ("serve",)),
     ("forgemind_core.cli.commands.packs", ("pack_group",)),
     ("forgemind_core.cli.commands.report", ("report",)),
+    ("forgemind_core.cli.commands.new", ("new_command",)),
 )
 
 
