@@ -203,3 +203,44 @@ def test_a_served_advisor_model_is_resolved_before_the_run_starts() -> None:
     advisor = {"model": "stable:teacher", "server": {"backend": "llamacpp"}}
     goal = attrs.evolve(_goal(), planner=BackendChoice("default", {"advisor": advisor}))
     assert ("planner.advisor.model", "stable:teacher") in served_models(goal)
+
+
+def _cli_goal(tmp_path, advisor: str):
+    from colors_pack import write_pack
+
+    goal = write_pack(tmp_path / "colors")
+    goal.write_text(goal.read_text().replace("planner: {backend: default, initial_examples: 16}",
+                                             f"planner:\n  backend: default\n  advisor: {advisor}"))
+    return goal
+
+
+@pytest.mark.parametrize(("advisor", "command", "words"), [
+    ("{base_url: 'http://127.0.0.1:9/v1'}", "run", "planner: advisor.model: the advisor needs a model"),
+    ("{model: m, base_url: 'http://127.0.0.1:9/v1', temprature: 0}", "validate",
+     "planner: advisor.temprature: unknown option(s) temprature"),
+    ("{model: m, server: {backend: llamacpp}, max_tokens: -1}", "validate",
+     "planner: advisor.max_tokens: expected a number at least 1, got -1"),
+])
+def test_a_bad_advisor_in_a_goal_is_one_sentence_and_exit_2(forge, tmp_path, advisor: str, command: str,
+                                                             words: str) -> None:
+    from click.testing import CliRunner
+
+    from forgemind_core.cli.main import build_cli
+
+    goal = _cli_goal(tmp_path, advisor)
+    result = CliRunner().invoke(build_cli(forge), [command, str(goal)])
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split()) and "Traceback" not in result.output
+    line = next(i for i, text in enumerate(goal.read_text().splitlines(), 1) if text == "planner:")
+    assert f"goal.yaml:{line}: " in result.output  # read with the goal: a run stops before its first stage
+    assert "pre-training" not in result.output
+
+
+def test_a_served_advisor_validates(forge, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from forgemind_core.cli.main import build_cli
+
+    goal = _cli_goal(tmp_path, "{model: smollm2-135m-instruct, server: {backend: llamacpp, n_ctx: 2048}}")
+    result = CliRunner().invoke(build_cli(forge), ["validate", str(goal)])
+    assert result.exit_code == 0, result.output

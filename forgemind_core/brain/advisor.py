@@ -37,7 +37,8 @@ from forgemind_hookspecs.errors import ConfigError, ForgeError
 from forgemind_core.base.httpjson import post_json, require_endpoint
 from forgemind_core.trials.analysis import FailureAnalysis
 
-__all__ = ["Advice", "Advisor", "BadAdvice", "Bounds", "Proposal", "advice_prompt", "parse_advisor", "read_advice"]
+__all__ = ["Advice", "Advisor", "BadAdvice", "Bounds", "Proposal", "advice_prompt", "check_advisor", "parse_advisor",
+           "read_advice"]
 
 _FIELD = "planner.advisor"
 _KEYS = ("model", "base_url", "api_key", "max_tokens", "temperature", "timeout_s", "json_mode", "system_prompt",
@@ -163,6 +164,24 @@ def parse_advisor(options: Mapping[str, Any] | None) -> Advisor | None:
                    api_key=str(options["api_key"]) if options.get("api_key") else None,
                    max_tokens=int(number("max_tokens", 200, 1)), temperature=number("temperature", 0.0, 0.0),
                    timeout_s=number("timeout_s", 120.0, 0.001), json_mode=json_mode, system_prompt=system_prompt)
+
+
+def check_advisor(_instance: object, _attribute: object, value: Mapping[str, Any] | None) -> None:
+    """The planner options' validator of ``advisor``: what :func:`parse_advisor` would refuse, checked
+    when the goal is read (``forge validate``), before the run's server pool has started a server.
+
+    :raises ValueError: ``advisor.<field>: ...`` (one sentence).
+    """
+    if value is None:
+        return
+    served = dict(value) if isinstance(value, Mapping) else value
+    if isinstance(served, dict) and served.get("server") is not None:
+        served.pop("server")
+        served.setdefault("base_url", "http://served-by-the-run")
+    try:
+        parse_advisor(served)
+    except ConfigError as error:
+        raise ValueError(f"{(error.field or _FIELD).removeprefix('planner.')}: {error.message}") from None
 
 
 def _final_loss(curve: Sequence[float]) -> float | None:

@@ -61,6 +61,7 @@ from forgemind_core.brain.advisor import (
     Bounds,
     Proposal,
     advice_prompt,
+    check_advisor,
     parse_advisor,
     read_advice,
 )
@@ -134,7 +135,7 @@ class DefaultPlanner:
         #: The LLM advisor (``{model, server: {backend: llamacpp}}`` or ``{model, base_url}``) and the
         #: bounds of what it may change beside ``max_category_weight``, ``max_learning_rate``,
         #: ``max_examples_per_iteration`` and ``strategies``.
-        advisor: Mapping[str, Any] | None = None
+        advisor: Mapping[str, Any] | None = field(default=None, validator=check_advisor)
         min_category_weight: float = field(default=0.25, validator=above(0))
         max_epochs: int = field(default=10, validator=at_least(1))
         min_learning_rate: float = field(default=1e-6, validator=above(0))
