@@ -127,7 +127,8 @@ def test_the_first_plan_asks_no_advisor(stage_context: StageContext) -> None:
     ({"model": "m", "server": {"backend": "llamacpp"}}, "planner.advisor.server", "started by a run's server pool"),
     ({"model": "m", "base_url": "http://x/v1", "temprature": 0}, "planner.advisor.temprature", "unknown option"),
     ({"model": "m", "base_url": "http://x/v1", "max_tokens": 0}, "planner.advisor.max_tokens", "at least 1"),
-    ({"model": "m", "base_url": "http://x/v1", "json_mode": "yes"}, "planner.advisor.json_mode", "true or false"),
+    ({"model": "m", "base_url": "http://x/v1", "json_mode": "yes"}, "planner.advisor.json_mode",
+     "true, false or schema"),
 ])
 def test_a_bad_advisor_option_names_its_field(options: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -147,7 +148,7 @@ def test_a_served_smollm2_advisor_keeps_the_protocol_and_the_bounds(forge_home, 
 
     goal = _goal()
     options = {"use_analysis": True, "max_epochs": 3, "max_examples_per_iteration": 1000, "max_category_weight": 3.0,
-               "advisor": {"model": "smollm2-135m-instruct", "max_tokens": 120,
+               "advisor": {"model": "smollm2-135m-instruct", "max_tokens": 120, "json_mode": "schema",
                            "server": {"backend": "llamacpp", "n_ctx": 2048, "n_threads": 2}}}
     goal = attrs.evolve(goal, planner=attrs.evolve(goal.planner, options=options))
     forge = _forge(forge_home)
@@ -244,3 +245,14 @@ def test_a_served_advisor_validates(forge, tmp_path) -> None:
     goal = _cli_goal(tmp_path, "{model: smollm2-135m-instruct, server: {backend: llamacpp, n_ctx: 2048}}")
     result = CliRunner().invoke(build_cli(forge), ["validate", str(goal)])
     assert result.exit_code == 0, result.output
+
+
+def test_json_mode_schema_sends_the_bounds_as_a_json_schema(stage_context: StageContext) -> None:
+    with serve(lambda request: '{"strategy": "basic"}') as server:
+        advised = _plan(stage_context, {"model": "m", "base_url": server.base_url, "json_mode": "schema"})
+        schema = server.requests[0]["response_format"]["schema"]
+    assert server.requests[0]["response_format"]["type"] == "json_object"
+    assert schema["additionalProperties"] is False and schema["properties"]["epochs"]["maximum"] == 3
+    assert sorted(schema["properties"]["category_weights"]["properties"]) == ["B105", "B307", "no issue"]
+    assert schema["properties"]["strategy"] == {"enum": ["basic", "varied"]}
+    assert "advisor: strategy 'varied' -> 'basic'" in advised.reasons

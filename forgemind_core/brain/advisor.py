@@ -11,7 +11,8 @@ generator's labeller, and hands the planner the endpoint's ``base_url`` and serv
   analysis (top confusions, wrong parts, mode collapse), the rules' proposal, and the
   :class:`Bounds` each change must stay within;
 - :meth:`Advisor.ask` posts it to ``/chat/completions`` (greedy, ``response_format: json_object``
-  unless ``json_mode: false``) and returns the text;
+  unless ``json_mode: false``; ``json_mode: schema`` adds the JSON schema of the advice with its
+  bounds, which llama.cpp's server turns into a grammar the answer must follow) and returns the text;
 - :func:`read_advice` parses the answer: one JSON object (the first ``{...}`` in the text) with any
   of ``category_weights`` (``{category: weight}``, known categories only), ``strategy`` (one of
   the ladder), ``epochs``, ``learning_rate``, ``examples``, and an optional ``why`` (a string).
@@ -69,6 +70,19 @@ class Bounds:
     min_examples: int
     max_examples: int
 
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema of an answer within these bounds (for ``json_mode: schema``)."""
+        weight = {"type": "number", "minimum": self.min_weight, "maximum": self.max_weight}
+        return {"type": "object", "additionalProperties": False, "properties": {
+            "category_weights": {"type": "object", "additionalProperties": False,
+                                 "properties": {c: weight for c in self.categories}},
+            "strategy": {"enum": list(self.strategies)},
+            "epochs": {"type": "integer", "minimum": self.min_epochs, "maximum": self.max_epochs},
+            "learning_rate": {"type": "number", "minimum": self.min_learning_rate,
+                              "maximum": self.max_learning_rate},
+            "examples": {"type": "integer", "minimum": self.min_examples, "maximum": self.max_examples},
+            "why": {"type": "string", "maxLength": 200}}}
+
     def describe(self) -> dict[str, Any]:
         """The bounds as the prompt states them."""
         return {"category_weights": {"categories": list(self.categories), "min": self.min_weight, "max": self.max_weight},
@@ -107,11 +121,12 @@ class Advisor:
     max_tokens: int = 200
     temperature: float = 0.0
     timeout_s: float = 120.0
-    json_mode: bool = True
+    json_mode: bool | str = True
     system_prompt: str = SYSTEM
 
-    def ask(self, prompt: str) -> str:
-        """The model's answer to ``prompt`` (chat completions).
+    def ask(self, prompt: str, schema: Mapping[str, Any] | None = None) -> str:
+        """The model's answer to ``prompt`` (chat completions); with ``json_mode: schema``, constrained
+        to ``schema`` where the server supports it.
 
         :raises ForgeError: the endpoint cannot be reached or answers no message.
         """
@@ -120,6 +135,8 @@ class Advisor:
                                              {"role": "user", "content": prompt}]}
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
+            if self.json_mode == "schema" and schema is not None:
+                body["response_format"]["schema"] = dict(schema)
         reply = post_json(self.base_url, "chat/completions", body, api_key=self.api_key, timeout_s=self.timeout_s,
                           who=f"the advisor's model {self.model!r}")
         choices = reply.get("choices") if isinstance(reply, dict) else None
@@ -155,8 +172,8 @@ def parse_advisor(options: Mapping[str, Any] | None) -> Advisor | None:
         return float(value)
 
     json_mode = options.get("json_mode", True)
-    if not isinstance(json_mode, bool):
-        raise ConfigError(f"expected true or false, got {json_mode!r}", field=f"{_FIELD}.json_mode")
+    if not isinstance(json_mode, bool) and json_mode != "schema":
+        raise ConfigError(f"expected true, false or schema, got {json_mode!r}", field=f"{_FIELD}.json_mode")
     system_prompt = options.get("system_prompt") or SYSTEM
     if not isinstance(system_prompt, str):
         raise ConfigError(f"expected a string, got {system_prompt!r}", field=f"{_FIELD}.system_prompt")

@@ -332,7 +332,7 @@ class DefaultPlanner:
         prompt = advice_prompt(history, tier=goal.success.tier, threshold=goal.success.threshold, proposal=proposal,
                                bounds=bounds, analysis=analysis, rule_reasons=reasons)
         try:
-            advice = read_advice(self.advisor.ask(prompt), proposal, bounds)
+            advice = read_advice(self.advisor.ask(prompt, bounds.schema()), proposal, bounds)
         except (BadAdvice, ForgeError) as error:
             return weights, strategy, count, train, [f"advisor: {error} -> the rules' plan stands"]
         new = advice.proposal
