@@ -19,7 +19,7 @@ version when it was promoted, else the best try of its latest run — it prints:
   tickets.jsonl, which the run never reads), and the share of the teacher's accuracy the student
   keeps.
 
-Only public interfaces are used: :class:`forgemind_core.Forge` and the registry's contract.
+It uses :class:`forgemind_core.Forge`, the registry's contract and the Foundry's pack reader.
 """
 
 from __future__ import annotations
@@ -110,11 +110,14 @@ def gguf_bytes(forge: Forge, checkpoint_id: str) -> int:
 
 def teacher_report(forge: Forge, student_run: str, student_ckpt: str) -> dict[str, Any]:
     """What generation 1 did as generation 2's labeller."""
-    prompt_format = "Route this support ticket.\nTicket: {input}\nQueue:"
+    from forgemind_core.foundry.packs import load_pack
+    from forgemind_core.foundry.prompts import format_prompt
+
+    pack = load_pack(PACK)  # the prompt each ticket was labelled and trained with
     written = {}
     for line in (HERE / "tickets.jsonl").read_text().splitlines():
         row = json.loads(line)
-        written[prompt_format.format(input=row["input"])] = row["meta"]["written_as"]
+        written[format_prompt(pack, row["input"])] = row["meta"]["written_as"]
     record = forge.registry().checkpoint(student_ckpt)
     dataset = record["checkpoint"].get("dataset_id") if record else None
     examples = forge.registry().examples(dataset) if dataset else []

@@ -13,12 +13,13 @@ read while the run writes. Nothing here writes; :mod:`forgemind_core.base.fsio` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from attrs import frozen
 
-from forgemind_core.base.fsio import link_or_copy
+from forgemind_core.base.fsio import link_or_copy, read_json
 
 __all__ = ["RECORDED_STAGES", "RUNS", "STAGES", "STAGE_FILES", "RunFolder", "run_dir"]
 
@@ -83,6 +84,14 @@ class RunFolder:
 
     def has_stage(self, iteration: int, stage: str) -> bool:
         return self.stage_file(iteration, stage).is_file()
+
+    def eval_reports(self, iteration: int) -> Mapping[str, Any] | None:
+        """The tier reports (``{tier: report dict}``) of ``iteration``'s evaluate stage, or
+        ``None`` when it was not evaluated or its file cannot be read."""
+        path = self.stage_file(iteration, "evaluate")
+        data = read_json(path, tolerant=True) if path.exists() else None
+        reports = data.get("reports") if isinstance(data, Mapping) else None
+        return reports if isinstance(reports, Mapping) else None
 
     def finished_stages(self, iteration: int) -> list[str]:
         """The recorded stages of ``iteration`` that have their file, in order."""

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from forgemind_core.base.fsio import read_json
 from forgemind_core.base.runfolder import RunFolder
 from forgemind_core.lorekeeper.charts import Series, line_chart, loss_format, percent
 from forgemind_core.lorekeeper.readouts import TreeNode
@@ -46,10 +45,8 @@ def iteration_scores(home: str | Path, run_id: str, iterations: Sequence[int], m
     folder = RunFolder(Path(home), run_id)
     out: dict[int, dict[str, Any]] = {}
     for n in iterations:
-        path = folder.stage_file(n, "evaluate")
-        data = read_json(path, tolerant=True) if path.exists() else None
-        reports = data.get("reports") if isinstance(data, Mapping) else None
-        if not isinstance(reports, Mapping):
+        reports = folder.eval_reports(n)
+        if reports is None:
             continue
         out[n] = {}
         for tier, report in reports.items():

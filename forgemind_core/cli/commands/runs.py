@@ -210,16 +210,13 @@ def _failure_section(home: Any, run_id: str) -> Any:
     def section(summary: Mapping[str, Any], out: Any) -> None:
         from rich.markup import escape
 
-        from forgemind_core.base.fsio import read_json
         from forgemind_core.base.runfolder import RunFolder
         from forgemind_core.trials.analysis import tier_findings
 
         folder = RunFolder(Path(home), run_id)
         for item in summary["iterations"]:
-            path = folder.stage_file(int(item["iteration"]), "evaluate")
-            data = read_json(path, tolerant=True) if path.exists() else None
-            reports = data.get("reports") if isinstance(data, Mapping) else None
-            if not isinstance(reports, Mapping):
+            reports = folder.eval_reports(int(item["iteration"]))
+            if reports is None:
                 continue
             for tier, what, finding in tier_findings(reports, limit=3):
                 out.print(f"iteration {item['iteration']} {tier}: {escape(what)}: {escape(finding)}")
